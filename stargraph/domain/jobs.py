@@ -1,0 +1,122 @@
+"""The job: its statuses, the one state machine, and the frozen value the domain passes around."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from stargraph.domain.errors import Conflict
+from stargraph.domain.types import BackendId, JobId, Priority, UserId
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+IN_ENGINE = frozenset({JobStatus.DISPATCHED, JobStatus.RUNNING})
+
+_ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.DISPATCHED, JobStatus.FAILED, JobStatus.CANCELLED}),
+    # back to QUEUED when a backend forgot the job (restart) or could not take it
+    JobStatus.DISPATCHED: frozenset(
+        {JobStatus.RUNNING, JobStatus.QUEUED, *TERMINAL}
+    ),
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, *TERMINAL}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: JobStatus, to: JobStatus) -> bool:
+    return to in _ALLOWED[current]
+
+
+def sources_of(to: JobStatus) -> frozenset[JobStatus]:
+    """Every status from which `to` may be entered (used for compare-and-set updates)."""
+    return frozenset(s for s, targets in _ALLOWED.items() if to in targets)
+
+
+class TranslationState(enum.StrEnum):
+    NOT_NEEDED = "not_needed"  # the prompt had no Chinese text
+    TRANSLATED = "translated"
+    PASSTHROUGH = "passthrough"  # translation failed; the original text was sent
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobParams:
+    """What the user asked for, validated and with defaults applied."""
+
+    prompt: str
+    negative_prompt: str
+    count: int
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    model: str
+    seed: int
+    workflow: str
+    priority: Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: JobId
+    user_id: UserId
+    status: JobStatus
+    params: JobParams
+    positive_prompt: str  # what the engine receives (translated + enhanced)
+    effective_negative_prompt: str
+    translated_prompt: str | None
+    translation: TranslationState
+    cost: int
+    created_at: datetime
+    graph: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    idempotency_key: str | None = None
+    charged: int | None = None  # set at settlement
+    backend: BackendId | None = None
+    attempts: int = 0
+    progress_step: int | None = None
+    progress_max: int | None = None
+    error: JobError | None = None
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def transition(job: Job, to: JobStatus, at: datetime) -> Job:
+    """Return `job` moved to `to`, stamping the matching time; illegal moves raise Conflict."""
+    if not can_transition(job.status, to):
+        raise Conflict(f"job {job.id} cannot go from {job.status.value} to {to.value}")
+    stamps: dict[str, object] = {}
+    if to is JobStatus.DISPATCHED:
+        stamps["dispatched_at"] = at
+    elif to is JobStatus.RUNNING:
+        stamps["started_at"] = at
+    elif to is JobStatus.QUEUED:
+        stamps.update(dispatched_at=None, started_at=None, backend=None,
+                      progress_step=None, progress_max=None)
+    elif to in TERMINAL:
+        stamps["finished_at"] = at
+    return replace(job, status=to, **stamps)  # type: ignore[arg-type]
