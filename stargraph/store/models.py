@@ -102,6 +102,7 @@ class JobRow(Model):
     model = fields.CharField(max_length=255)
     seed = fields.BigIntField()
     priority = fields.IntField()
+    front = fields.BooleanField(default=False)  # moved to the very front by an admin
     cost = fields.BigIntField()
     charged = fields.BigIntField(null=True)
     graph = fields.JSONField()

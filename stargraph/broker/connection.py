@@ -1,0 +1,26 @@
+"""Redis connections: a real server from a URL, or an in-process Redis when none is configured."""
+
+from __future__ import annotations
+
+import fakeredis
+from redis.asyncio import ConnectionPool, Redis
+
+_IN_PROCESS_SERVERS: dict[str, fakeredis.FakeServer] = {}
+
+
+def connect_redis(url: str | None, *, blocking: bool = False) -> Redis:
+    """A client for `url`, or for the process's in-process Redis when `url` is None.
+
+    `blocking` clients carry no socket timeout, so blocking reads (pub/sub, XREAD BLOCK,
+    BZPOPMIN) are not cut short and re-sent by redis-py's retry logic.
+    """
+    if url is None or url.startswith("memory://"):
+        name = url or "memory://default"
+        server = _IN_PROCESS_SERVERS.setdefault(name, fakeredis.FakeServer())
+        pool = ConnectionPool(
+            connection_class=fakeredis.aioredis.FakeConnection, server=server
+        )
+        return Redis(connection_pool=pool, decode_responses=False)
+    timeout = None if blocking else 10.0
+    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=5.0,
+                          health_check_interval=15)
