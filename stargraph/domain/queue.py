@@ -19,6 +19,7 @@ class QueuedJob:
     job_id: JobId
     user_id: UserId
     priority: Priority
+    front: bool = False  # an admin moved it ahead of everything
 
 
 @dataclass(frozen=True, slots=True)
