@@ -91,8 +91,16 @@ class JobCancelled(JobEvent):
 
 EVENT_TYPES: dict[str, type[JobEvent]] = {
     cls.kind: cls
-    for cls in (JobQueued, JobDispatched, JobStarted, JobProgress, JobPreview,
-                JobSucceeded, JobFailed, JobCancelled)
+    for cls in (
+        JobQueued,
+        JobDispatched,
+        JobStarted,
+        JobProgress,
+        JobPreview,
+        JobSucceeded,
+        JobFailed,
+        JobCancelled,
+    )
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from stargraph.domain.errors import Conflict
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
@@ -26,9 +26,7 @@ IN_ENGINE = frozenset({JobStatus.DISPATCHED, JobStatus.RUNNING})
 _ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.DISPATCHED, JobStatus.FAILED, JobStatus.CANCELLED}),
     # back to QUEUED when a backend forgot the job (restart) or could not take it
-    JobStatus.DISPATCHED: frozenset(
-        {JobStatus.RUNNING, JobStatus.QUEUED, *TERMINAL}
-    ),
+    JobStatus.DISPATCHED: frozenset({JobStatus.RUNNING, JobStatus.QUEUED, *TERMINAL}),
     JobStatus.RUNNING: frozenset({JobStatus.QUEUED, *TERMINAL}),
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),
@@ -99,6 +97,7 @@ class Job:
     dispatched_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    front: bool = False  # an admin moved it ahead of every band
 
     @property
     def is_terminal(self) -> bool:
@@ -115,8 +114,97 @@ def transition(job: Job, to: JobStatus, at: datetime) -> Job:
     elif to is JobStatus.RUNNING:
         stamps["started_at"] = at
     elif to is JobStatus.QUEUED:
-        stamps.update(dispatched_at=None, started_at=None, backend=None,
-                      progress_step=None, progress_max=None)
+        stamps.update(
+            dispatched_at=None, started_at=None, backend=None, progress_step=None, progress_max=None
+        )
     elif to in TERMINAL:
         stamps["finished_at"] = at
     return replace(job, status=to, **stamps)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """An image the engine produced, already written to storage."""
+
+    index: int
+    path: str  # relative to the storage root
+    width: int
+    height: int
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    has_more: bool
+
+
+class JobStore(Protocol):
+    """Persistence of jobs. Status changes are compare-and-set: the first writer wins.
+
+    `create_queued` holds the cost and inserts the row in one transaction; the finishing
+    methods settle the hold in the same transaction as the terminal status, so a job is
+    settled exactly once however many listeners or retries see its end.
+    """
+
+    async def create_queued(self, job: Job) -> tuple[Job, bool]:
+        """Hold `job.cost` and insert the row; with an idempotency key already used by the
+        user, return the existing job and False instead."""
+        ...
+
+    async def get(self, job_id: JobId) -> Job | None: ...
+
+    async def get_by_idempotency_key(self, user_id: UserId, key: str) -> Job | None: ...
+
+    async def count_unfinished(self, user_id: UserId) -> int: ...
+
+    async def page_for_user(
+        self,
+        user_id: UserId | None,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: JobId | None,
+    ) -> JobPage:
+        """Newest first; `after` is the last job id of the previous page; None user = all."""
+        ...
+
+    async def queued(self) -> list[Job]:
+        """Every QUEUED job, oldest first (to rebuild or repair the queue)."""
+        ...
+
+    async def in_engine(self, backend: BackendId | None = None) -> list[Job]:
+        """DISPATCHED and RUNNING jobs, of one backend or all."""
+        ...
+
+    async def mark_dispatched(self, job_id: JobId, backend: BackendId, at: datetime) -> Job | None:
+        """QUEUED → DISPATCHED on `backend`, counting the attempt; None if not QUEUED."""
+        ...
+
+    async def mark_running(self, job_id: JobId, at: datetime) -> Job | None:
+        """DISPATCHED → RUNNING; None if the job was not DISPATCHED."""
+        ...
+
+    async def back_to_queue(self, job_id: JobId) -> Job | None:
+        """DISPATCHED/RUNNING → QUEUED (engine forgot it or refused the connection)."""
+        ...
+
+    async def record_progress(self, job_id: JobId, step: int, max_steps: int) -> None: ...
+
+    async def set_priority(self, job_id: JobId, priority: Priority, front: bool) -> Job | None:
+        """Change a QUEUED job's priority; None if it is no longer QUEUED."""
+        ...
+
+    async def succeed(
+        self, job_id: JobId, images: list[NewImage], price_per_image: int, at: datetime
+    ) -> Job | None:
+        """→ SUCCEEDED with its images, capturing price × images and releasing the rest.
+
+        None when the job was already terminal (someone else finished it)."""
+        ...
+
+    async def finish_unpaid(
+        self, job_id: JobId, to: JobStatus, error: JobError | None, at: datetime
+    ) -> Job | None:
+        """→ FAILED or CANCELLED, releasing the whole hold; None if already terminal or
+        not allowed from the current status."""
+        ...

@@ -1,0 +1,105 @@
+"""Row ⇄ domain value conversions shared by the store modules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from stargraph.domain.gallery import Image
+from stargraph.domain.jobs import Job, JobError, JobParams, JobStatus, TranslationState
+from stargraph.domain.types import BackendId, ImageId, JobId, Priority, UserId
+from stargraph.store.models import ImageRow, JobRow
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Databases without time zones hand back naive UTC datetimes."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def job_from_row(row: JobRow) -> Job:
+    params = JobParams(
+        prompt=row.prompt,
+        negative_prompt=row.negative_prompt,
+        count=row.count,
+        width=row.width,
+        height=row.height,
+        steps=row.steps,
+        cfg=row.cfg,
+        sampler=row.sampler,
+        scheduler=row.scheduler,
+        model=row.model,
+        seed=row.seed,
+        workflow=row.workflow,
+        priority=Priority(row.priority),
+    )
+    error = JobError(row.error_code, row.error_message or "") if row.error_code else None
+    return Job(
+        id=JobId(row.id),
+        user_id=UserId(row.user_id),  # type: ignore[attr-defined]
+        status=JobStatus(row.status),
+        params=params,
+        positive_prompt=row.positive_prompt,
+        effective_negative_prompt=row.effective_negative_prompt,
+        translated_prompt=row.translated_prompt,
+        translation=TranslationState(row.translation),
+        cost=row.cost,
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        graph=row.graph,
+        idempotency_key=row.idempotency_key,
+        charged=row.charged,
+        backend=BackendId(row.backend) if row.backend else None,
+        attempts=row.attempts,
+        progress_step=row.progress_step,
+        progress_max=row.progress_max,
+        error=error,
+        dispatched_at=aware(row.dispatched_at),
+        started_at=aware(row.started_at),
+        finished_at=aware(row.finished_at),
+        front=row.front,
+    )
+
+
+def job_row_values(job: Job) -> dict[str, object]:
+    p = job.params
+    return dict(
+        id=job.id,
+        user_id=job.user_id,
+        status=job.status.value,
+        workflow=p.workflow,
+        prompt=p.prompt,
+        negative_prompt=p.negative_prompt,
+        translated_prompt=job.translated_prompt,
+        translation=job.translation.value,
+        positive_prompt=job.positive_prompt,
+        effective_negative_prompt=job.effective_negative_prompt,
+        count=p.count,
+        width=p.width,
+        height=p.height,
+        steps=p.steps,
+        cfg=p.cfg,
+        sampler=p.sampler,
+        scheduler=p.scheduler,
+        model=p.model,
+        seed=p.seed,
+        priority=int(p.priority),
+        front=job.front,
+        cost=job.cost,
+        graph=job.graph,
+        idempotency_key=job.idempotency_key,
+        created_at=job.created_at,
+    )
+
+
+def image_from_row(row: ImageRow) -> Image:
+    return Image(
+        id=ImageId(row.id),
+        job_id=JobId(row.job_id),  # type: ignore[attr-defined]
+        user_id=UserId(row.user_id),  # type: ignore[attr-defined]
+        index=row.index,
+        path=row.path,
+        width=row.width,
+        height=row.height,
+        seed=row.seed,
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+    )

@@ -1,0 +1,189 @@
+"""Tortoise implementation of the domain's JobStore: compare-and-set status changes,
+and settlement in the same transaction as the terminal status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from stargraph.domain.jobs import (
+    IN_ENGINE,
+    TERMINAL,
+    Job,
+    JobError,
+    JobPage,
+    JobStatus,
+    NewImage,
+    sources_of,
+)
+from stargraph.domain.ledger import Ledger
+from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
+from stargraph.store.convert import job_from_row, job_row_values
+from stargraph.store.models import ImageRow, JobRow
+
+_MAX_ERROR_MESSAGE = 2000
+
+
+class TortoiseJobStore:
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def create_queued(self, job: Job) -> tuple[Job, bool]:
+        try:
+            async with in_transaction():
+                await self._ledger.hold(job.user_id, job.id, job.cost)
+                await JobRow.create(**job_row_values(job))
+        except IntegrityError:
+            if job.idempotency_key is None:
+                raise
+            existing = await self.get_by_idempotency_key(job.user_id, job.idempotency_key)
+            if existing is None:
+                raise
+            return existing, False
+        return job, True
+
+    async def get(self, job_id: JobId) -> Job | None:
+        row = await JobRow.get_or_none(id=job_id)
+        return job_from_row(row) if row else None
+
+    async def get_by_idempotency_key(self, user_id: UserId, key: str) -> Job | None:
+        row = await JobRow.get_or_none(user_id=user_id, idempotency_key=key)
+        return job_from_row(row) if row else None
+
+    async def count_unfinished(self, user_id: UserId) -> int:
+        return (
+            await JobRow.filter(user_id=user_id)
+            .exclude(status__in=[s.value for s in TERMINAL])
+            .count()
+        )
+
+    async def page_for_user(
+        self,
+        user_id: UserId | None,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: JobId | None,
+    ) -> JobPage:
+        query = JobRow.all()
+        if user_id is not None:
+            query = query.filter(user_id=user_id)
+        if statuses:
+            query = query.filter(status__in=[s.value for s in statuses])
+        if after is not None:
+            anchor = await JobRow.get_or_none(id=after).only("id", "created_at")
+            if anchor is not None:
+                query = query.filter(created_at__lte=anchor.created_at).exclude(
+                    created_at=anchor.created_at, id__gte=anchor.id
+                )
+        rows = await query.order_by("-created_at", "-id").limit(limit + 1)
+        return JobPage([job_from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def queued(self) -> list[Job]:
+        rows = await JobRow.filter(status=JobStatus.QUEUED.value).order_by("created_at", "id")
+        return [job_from_row(r) for r in rows]
+
+    async def in_engine(self, backend: BackendId | None = None) -> list[Job]:
+        query = JobRow.filter(status__in=[s.value for s in IN_ENGINE])
+        if backend is not None:
+            query = query.filter(backend=backend)
+        return [job_from_row(r) for r in await query.order_by("created_at")]
+
+    async def mark_dispatched(self, job_id: JobId, backend: BackendId, at: datetime) -> Job | None:
+        return await self._move(
+            job_id,
+            JobStatus.DISPATCHED,
+            backend=backend,
+            dispatched_at=at,
+            attempts=F("attempts") + 1,
+        )
+
+    async def mark_running(self, job_id: JobId, at: datetime) -> Job | None:
+        return await self._move(job_id, JobStatus.RUNNING, started_at=at)
+
+    async def back_to_queue(self, job_id: JobId) -> Job | None:
+        return await self._move(
+            job_id,
+            JobStatus.QUEUED,
+            backend=None,
+            dispatched_at=None,
+            started_at=None,
+            progress_step=None,
+            progress_max=None,
+        )
+
+    async def record_progress(self, job_id: JobId, step: int, max_steps: int) -> None:
+        await JobRow.filter(id=job_id, status__in=[s.value for s in IN_ENGINE]).update(
+            progress_step=step, progress_max=max_steps
+        )
+
+    async def set_priority(self, job_id: JobId, priority: Priority, front: bool) -> Job | None:
+        changed = await JobRow.filter(id=job_id, status=JobStatus.QUEUED.value).update(
+            priority=int(priority), front=front
+        )
+        # MariaDB reports 0 changed rows when the values were already equal: re-read.
+        job = await self.get(job_id)
+        if job is None or job.status is not JobStatus.QUEUED:
+            return None
+        return job if changed or (job.params.priority, job.front) == (priority, front) else None
+
+    async def succeed(
+        self, job_id: JobId, images: list[NewImage], price_per_image: int, at: datetime
+    ) -> Job | None:
+        async with in_transaction():
+            if not await self._claim_end(job_id, JobStatus.SUCCEEDED, at):
+                return None
+            row = await JobRow.get(id=job_id)
+            await ImageRow.bulk_create(
+                [
+                    ImageRow(
+                        id=new_image_id(),
+                        job_id=job_id,
+                        user_id=row.user_id,  # type: ignore[attr-defined]
+                        index=i.index,
+                        path=i.path,
+                        width=i.width,
+                        height=i.height,
+                        seed=i.seed,
+                        created_at=at,
+                    )
+                    for i in images
+                ]
+            )
+            settlement = await self._ledger.settle(job_id, price_per_image * len(images))
+            await JobRow.filter(id=job_id).update(charged=settlement.captured)
+        return await self.get(job_id)
+
+    async def finish_unpaid(
+        self, job_id: JobId, to: JobStatus, error: JobError | None, at: datetime
+    ) -> Job | None:
+        if to not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise ValueError(f"finish_unpaid cannot end a job as {to.value}")
+        fields: dict[str, object] = {}
+        if error is not None:
+            fields = dict(error_code=error.code, error_message=error.message[:_MAX_ERROR_MESSAGE])
+        async with in_transaction():
+            if not await self._claim_end(job_id, to, at, **fields):
+                return None
+            await self._ledger.settle(job_id, 0)
+            await JobRow.filter(id=job_id).update(charged=0)
+        return await self.get(job_id)
+
+    async def _claim_end(
+        self, job_id: JobId, to: JobStatus, at: datetime, **fields: object
+    ) -> bool:
+        """The compare-and-set that decides which caller ends the job."""
+        sources = [s.value for s in sources_of(to)]
+        changed = await JobRow.filter(id=job_id, status__in=sources).update(
+            status=to.value, finished_at=at, **fields
+        )
+        return changed == 1
+
+    async def _move(self, job_id: JobId, to: JobStatus, **fields: object) -> Job | None:
+        sources = [s.value for s in sources_of(to)]
+        changed = await JobRow.filter(id=job_id, status__in=sources).update(
+            status=to.value, **fields
+        )
+        return await self.get(job_id) if changed == 1 else None
