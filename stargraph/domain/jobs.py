@@ -203,8 +203,13 @@ class JobStore(Protocol):
         ...
 
     async def finish_unpaid(
-        self, job_id: JobId, to: JobStatus, error: JobError | None, at: datetime
+        self,
+        job_id: JobId,
+        to: JobStatus,
+        error: JobError | None,
+        at: datetime,
+        only_from: frozenset[JobStatus] | None = None,
     ) -> Job | None:
         """→ FAILED or CANCELLED, releasing the whole hold; None if already terminal or
-        not allowed from the current status."""
+        not allowed from the current status (or not one of `only_from`, when given)."""
         ...

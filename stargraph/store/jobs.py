@@ -133,7 +133,7 @@ class TortoiseJobStore:
         self, job_id: JobId, images: list[NewImage], price_per_image: int, at: datetime
     ) -> Job | None:
         async with in_transaction():
-            if not await self._claim_end(job_id, JobStatus.SUCCEEDED, at):
+            if not await self._claim_end(job_id, JobStatus.SUCCEEDED, at, None):
                 return None
             row = await JobRow.get(id=job_id)
             await ImageRow.bulk_create(
@@ -157,7 +157,12 @@ class TortoiseJobStore:
         return await self.get(job_id)
 
     async def finish_unpaid(
-        self, job_id: JobId, to: JobStatus, error: JobError | None, at: datetime
+        self,
+        job_id: JobId,
+        to: JobStatus,
+        error: JobError | None,
+        at: datetime,
+        only_from: frozenset[JobStatus] | None = None,
     ) -> Job | None:
         if to not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise ValueError(f"finish_unpaid cannot end a job as {to.value}")
@@ -165,18 +170,23 @@ class TortoiseJobStore:
         if error is not None:
             fields = dict(error_code=error.code, error_message=error.message[:_MAX_ERROR_MESSAGE])
         async with in_transaction():
-            if not await self._claim_end(job_id, to, at, **fields):
+            if not await self._claim_end(job_id, to, at, only_from, **fields):
                 return None
             await self._ledger.settle(job_id, 0)
             await JobRow.filter(id=job_id).update(charged=0)
         return await self.get(job_id)
 
     async def _claim_end(
-        self, job_id: JobId, to: JobStatus, at: datetime, **fields: object
+        self,
+        job_id: JobId,
+        to: JobStatus,
+        at: datetime,
+        only_from: frozenset[JobStatus] | None,
+        **fields: object,
     ) -> bool:
         """The compare-and-set that decides which caller ends the job."""
-        sources = [s.value for s in sources_of(to)]
-        changed = await JobRow.filter(id=job_id, status__in=sources).update(
+        sources = sources_of(to) if only_from is None else sources_of(to) & only_from
+        changed = await JobRow.filter(id=job_id, status__in=[s.value for s in sources]).update(
             status=to.value, finished_at=at, **fields
         )
         return changed == 1

@@ -1,0 +1,123 @@
+"""What a user (or an admin) may do to an existing job: read, cancel, reprioritise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from stargraph.domain.errors import Conflict, Forbidden, NotFound
+from stargraph.domain.events import EventBus, JobCancelled, JobQueued
+from stargraph.domain.jobs import IN_ENGINE, Job, JobPage, JobStatus, JobStore
+from stargraph.domain.queue import JobQueue
+from stargraph.domain.types import JobId, Principal, Priority
+
+
+class EngineControl(Protocol):
+    async def cancel(self, job: Job) -> None:
+        """Remove the job from its engine: delete it if waiting there, interrupt if running."""
+        ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_new_priority(principal: Principal, job: Job, priority: Priority, to_front: bool) -> None:
+    """Owners may lower their job, or raise it back up to NORMAL; admins may do anything."""
+    if principal.is_admin:
+        return
+    if to_front:
+        raise Forbidden("only administrators may move a job to the front")
+    if priority < job.params.priority and priority < Priority.NORMAL:
+        raise Forbidden("you may raise a job back to NORMAL at most")
+
+
+class JobControl:
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        queue: JobQueue,
+        events: EventBus,
+        engine: EngineControl,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._jobs = jobs
+        self._queue = queue
+        self._events = events
+        self._engine = engine
+        self._clock = clock
+
+    async def get(self, principal: Principal, job_id: JobId) -> Job:
+        """The job, if the caller may see it; another user's job is NOT_FOUND."""
+        job = await self._jobs.get(job_id)
+        if job is None or (job.user_id != principal.user_id and not principal.is_admin):
+            raise NotFound("job not found")
+        return job
+
+    async def page(
+        self,
+        principal: Principal,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: JobId | None,
+    ) -> JobPage:
+        return await self._jobs.page_for_user(principal.user_id, statuses, limit, after)
+
+    async def cancel(self, principal: Principal, job_id: JobId) -> Job:
+        job = await self.get(principal, job_id)
+        if job.is_terminal:
+            raise Conflict(f"the job has already ended ({job.status.value})")
+        if job.status is JobStatus.QUEUED:
+            await self._queue.remove(job.id)
+            cancelled = await self._finish_cancelled(job, only_from=frozenset({JobStatus.QUEUED}))
+            if cancelled is not None:
+                await self._events.queue_moved()
+                return cancelled
+            job = await self.get(principal, job_id)  # a dispatcher took it meanwhile
+        if job.status in IN_ENGINE:
+            await self._engine.cancel(job)
+            cancelled = await self._finish_cancelled(job, only_from=IN_ENGINE)
+            if cancelled is not None:
+                return cancelled
+        return await self.get(principal, job_id)  # it ended on its own meanwhile
+
+    async def reprioritize(
+        self, principal: Principal, job_id: JobId, priority: Priority | None, to_front: bool
+    ) -> Job:
+        job = await self.get(principal, job_id)
+        if job.status is not JobStatus.QUEUED:
+            raise Conflict("only a waiting job can be reprioritised")
+        new_priority = priority if priority is not None else job.params.priority
+        check_new_priority(principal, job, new_priority, to_front)
+        updated = await self._jobs.set_priority(job.id, new_priority, to_front)
+        if updated is None:
+            raise Conflict("the job left the queue meanwhile")
+        position = await self._queue.reprioritize(job.id, new_priority, to_front)
+        await self._events.publish(
+            JobQueued(
+                job_id=job.id,
+                user_id=job.user_id,
+                at=self._clock(),
+                status=JobStatus.QUEUED,
+                position=position,
+            )
+        )
+        await self._events.queue_moved()
+        return updated
+
+    async def _finish_cancelled(self, job: Job, only_from: frozenset[JobStatus]) -> Job | None:
+        cancelled = await self._jobs.finish_unpaid(
+            job.id, JobStatus.CANCELLED, None, self._clock(), only_from
+        )
+        if cancelled is not None:
+            await self._events.publish(
+                JobCancelled(
+                    job_id=job.id,
+                    user_id=job.user_id,
+                    at=self._clock(),
+                    status=JobStatus.CANCELLED,
+                )
+            )
+        return cancelled
