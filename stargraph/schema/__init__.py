@@ -1,0 +1,1 @@
+"""The GraphQL skin over the domain. Import `build_schema` from `stargraph.schema.build`."""

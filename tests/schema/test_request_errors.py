@@ -1,0 +1,74 @@
+"""Errors in the request itself carry a code, limits included; caches are in effect.
+
+These run the schema in process: none of them reaches a resolver.
+"""
+
+from __future__ import annotations
+
+import pytest
+from strawberry.extensions.parser_cache import _get_parse_cache
+from strawberry.extensions.validation_cache import _get_validate_cache
+
+from stargraph.schema.build import CACHE_SIZE, SchemaOptions, build_schema
+
+SCHEMA = build_schema(SchemaOptions(max_depth=4, max_aliases=3, max_tokens=60))
+CLOSED = build_schema(SchemaOptions(introspection=False))
+SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
+
+
+async def _codes(query: str, variables: dict[str, object] | None = None, schema=SCHEMA):
+    result = await schema.execute(query, variable_values=variables)
+    assert result.errors, "expected the request to be refused"
+    return [(e.extensions or {}).get("code") for e in result.errors], result.errors
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ jobs { edges { node { images { job { id } } } } } }",  # depth 6 > 4
+        "{ a: models b: models c: models d: models }",  # 4 aliases > 3
+        "{ " + " ".join(f"f{i}: models" for i in range(40)) + " }",  # > 60 tokens
+    ],
+    ids=["depth", "aliases", "tokens"],
+)
+async def test_limits_answer_query_too_complex(query: str) -> None:
+    codes, _ = await _codes(query)
+    assert codes == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_syntax_and_validation_errors_have_codes() -> None:
+    assert (await _codes("{ models "))[0] == ["GRAPHQL_PARSE_FAILED"]
+    assert (await _codes("{ nosuch }"))[0] == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+async def test_introspection_can_be_switched_off() -> None:
+    codes, _ = await _codes("{ __schema { types { name } } }", schema=CLOSED)
+    assert set(codes) == {"GRAPHQL_VALIDATION_FAILED"}
+    assert (await SCHEMA.execute("{ __schema { queryType { name } } }")).errors is None
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ({"prompt": "x", "seed": -4}, "seed"),
+        ({"prompt": "x", "count": "two"}, "count"),
+        ({"prompt": "x", "seed": 2**53}, "seed"),
+        ({}, "prompt"),
+    ],
+)
+async def test_variables_of_the_wrong_type_are_bad_user_input(
+    value: dict[str, object], field: str
+) -> None:
+    codes, errors = await _codes(SUBMIT, {"i": value})
+    assert codes == ["BAD_USER_INPUT"]
+    assert errors[0].extensions["field"] == field
+
+
+async def test_parsing_and_validation_are_cached() -> None:
+    parse, validate = _get_parse_cache(CACHE_SIZE), _get_validate_cache(CACHE_SIZE)
+    query = "{ pricePerImage workflows { name } }"
+    await SCHEMA.execute(query)
+    parsed, validated = parse.cache_info().hits, validate.cache_info().hits
+    await SCHEMA.execute(query)
+    assert parse.cache_info().hits == parsed + 1
+    assert validate.cache_info().hits == validated + 1
