@@ -9,14 +9,18 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from stargraph.broker.connection import connect_redis
+from stargraph.store.db import close_db, create_database, drop_database, init_db, migrate
 
 REDIS_URL = os.environ.get("STARGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("STARGRAPH_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+MARIADB_URL = os.environ.get("STARGRAPH_TEST_MARIADB_URL", "mysql://root:@127.0.0.1:3306")
 SERVICES_REQUIRED = os.environ.get("STARGRAPH_TEST_SERVICES", "auto") == "required"
 
 
@@ -70,3 +74,68 @@ async def redis() -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+# ---------------------------------------------------------------- SQL databases
+
+DB_ENGINES = ["sqlite", "postgres", "mariadb"]
+_SERVERS = {
+    "postgres": ("PostgreSQL", POSTGRES_URL, 5432),
+    "mariadb": ("MariaDB", MARIADB_URL, 3306),
+}
+
+NewDatabase = Callable[[str], Awaitable[str]]
+
+
+def _server_host(url: str) -> str:
+    return url.split("@", 1)[-1].split(":", 1)[0].split("/", 1)[0]
+
+
+@pytest.fixture
+async def new_database(tmp_path: Path) -> AsyncIterator[NewDatabase]:
+    """Factory: `await new_database(engine)` ("sqlite", "postgres" or "mariadb") returns the URL
+    of a new, empty, uniquely named database; Tortoise is closed and each one dropped after."""
+    made: list[str] = []
+
+    async def make(engine: str) -> str:
+        name = f"sg_test_{uuid.uuid4().hex[:16]}"
+        if engine == "sqlite":
+            url = f"sqlite://{tmp_path / name}.db"
+        else:
+            label, base, port = _SERVERS[engine]
+            need_service(label, _server_host(base), port)
+            url = f"{base.rstrip('/')}/{name}"
+            await create_database(url)
+        made.append(url)
+        return url
+
+    try:
+        yield make
+    finally:
+        await close_db()
+        for url in made:
+            await drop_database(url)
+
+
+@pytest.fixture(params=DB_ENGINES)
+async def any_empty_db(request: pytest.FixtureRequest, new_database: NewDatabase) -> str:
+    """URL of an empty database on each engine; nothing opened."""
+    return await new_database(request.param)
+
+
+async def _open_migrated(url: str) -> str:
+    await init_db(url)
+    await migrate(url)
+    return url
+
+
+@pytest.fixture(params=DB_ENGINES)
+async def any_db(request: pytest.FixtureRequest, new_database: NewDatabase) -> str:
+    """A fresh migrated database on each engine, opened for the test; yields its URL."""
+    return await _open_migrated(await new_database(request.param))
+
+
+@pytest.fixture
+async def db(new_database: NewDatabase) -> str:
+    """A fresh migrated SQLite database in tmp_path, opened for the test; yields its URL."""
+    return await _open_migrated(await new_database("sqlite"))

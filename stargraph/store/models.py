@@ -1,4 +1,9 @@
-"""Tortoise models: tables only. Rows are converted to domain values in the store modules."""
+"""Tortoise models: tables only. Rows are converted to domain values in the store modules.
+
+Each table's SQL comment is its `table_description` (plain words: no quotes or backslashes,
+which aerich's MySQL DDL does not escape); docstrings stay free to change. After any change
+here run `stargraph makemigrations NAME` (all three engines) and commit the files it writes.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,19 @@ from tortoise.models import Model
 
 
 class UserRow(Model):
+    """A login. `username_key` (the name in lower case) keeps names unique case-insensitively
+    on every engine, whatever the column collation."""
+
     id = fields.IntField(primary_key=True)
-    username = fields.CharField(max_length=64, unique=True)
+    username = fields.CharField(max_length=64)
+    username_key = fields.CharField(max_length=64, unique=True)
     password_hash = fields.CharField(max_length=255)
     role = fields.CharField(max_length=16, default="user")
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "users"
+        table_description = "logins"
 
 
 class TokenRow(Model):
@@ -29,6 +39,7 @@ class TokenRow(Model):
 
     class Meta:
         table = "access_tokens"
+        table_description = "access tokens stored as SHA-256 digests"
 
 
 class AccountRow(Model):
@@ -42,6 +53,7 @@ class AccountRow(Model):
 
     class Meta:
         table = "accounts"
+        table_description = "points per user: available and frozen"
 
 
 class LedgerEntryRow(Model):
@@ -64,6 +76,8 @@ class LedgerEntryRow(Model):
 
     class Meta:
         table = "ledger_entries"
+        table_description = "append-only moves of points with the balances after each"
+        indexes = (("user", "id"),)
 
 
 class HoldRow(Model):
@@ -79,6 +93,7 @@ class HoldRow(Model):
 
     class Meta:
         table = "holds"
+        table_description = "the one hold of each job and its single settlement"
 
 
 class JobRow(Model):
@@ -120,7 +135,9 @@ class JobRow(Model):
 
     class Meta:
         table = "jobs"
+        table_description = "image generation jobs"
         unique_together = (("user", "idempotency_key"),)
+        indexes = (("user", "created_at"),)
 
 
 class ImageRow(Model):
@@ -136,4 +153,6 @@ class ImageRow(Model):
 
     class Meta:
         table = "images"
+        table_description = "generated images"
         unique_together = (("job", "index"),)
+        indexes = (("user", "created_at"),)

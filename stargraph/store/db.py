@@ -1,0 +1,164 @@
+"""Database lifecycle: Tortoise configuration, start-up and shutdown, migrations, test databases.
+
+One database URL selects the engine: `sqlite://path`, `postgres://user@host/db` (asyncpg) or
+`mysql://user:pw@host/db` (MariaDB/MySQL through asyncmy). aerich writes SQL for one dialect,
+so each engine has its own committed migrations folder: `migrations/<engine>/models/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import asyncmy
+import asyncpg
+from aerich import Command
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.context import TortoiseContext, get_current_context
+
+APP = "models"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+_ENGINES = {
+    "sqlite": "sqlite",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "asyncpg": "postgres",
+    "psycopg": "postgres",
+    "mysql": "mysql",
+}
+
+
+def engine_of(url: str) -> str:
+    """`sqlite`, `postgres` or `mysql` (MariaDB included) for a database URL."""
+    scheme = urlparse(url).scheme
+    try:
+        return _ENGINES[scheme]
+    except KeyError:
+        raise ValueError(f"unsupported database URL scheme {scheme!r}") from None
+
+
+def migrations_location(url: str) -> Path:
+    """The aerich location for the URL's engine (aerich appends the app label)."""
+    return MIGRATIONS_DIR / engine_of(url)
+
+
+def tortoise_config(url: str) -> dict[str, Any]:
+    """The Tortoise/aerich configuration for one database, with the app label `models`."""
+    connection = expand_db_url(url)
+    if engine_of(url) == "sqlite":
+        # Several processes may share one SQLite file: wait for the write lock, do not fail.
+        connection["credentials"].setdefault("busy_timeout", SQLITE_BUSY_TIMEOUT_MS)
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            APP: {
+                "models": ["stargraph.store.models", "aerich.models"],
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _forget_compiled_sql() -> None:
+    """Drop Tortoise's per-table SQL cache.
+
+    Tortoise caches each table's INSERT/DELETE/UPDATE text in a module-level dict keyed by
+    (connection name, schema, table), not by dialect. After a database of another engine is
+    opened under the same connection name in this process, the cached text would be sent to
+    it (backticks to PostgreSQL). Clearing it on every open and close makes sequential
+    databases of different engines safe in one process.
+    """
+    EXECUTOR_CACHE.clear()
+
+
+async def init_db(url: str) -> None:
+    """Open the database for the whole process; reopening switches to the new URL.
+
+    The context is installed only as Tortoise's process-wide fallback (never in a ContextVar),
+    so every task sees it, such as uvicorn's request tasks, and `close_db` fully undoes it.
+    """
+    await close_db()
+    context = TortoiseContext()
+    with context:  # current only while the apps are built
+        await context.init(config=tortoise_config(url), _enable_global_fallback=True)
+
+
+async def close_db() -> None:
+    """Close the connections opened by `init_db`; a no-op when nothing is open."""
+    context = get_current_context()
+    if context is not None:
+        await context.close_connections()
+    _forget_compiled_sql()
+
+
+def is_open() -> bool:
+    """Whether `init_db` has opened a database that is not closed yet."""
+    context = get_current_context()
+    return context is not None and context.inited
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply the committed migrations of the URL's engine; returns the versions applied now.
+
+    Idempotent. Uses the open database if `init_db` ran, else opens and closes its own.
+    """
+    opened = not is_open()
+    if opened:
+        await init_db(url)
+    try:
+        command = Command(tortoise_config(url), app=APP, location=str(migrations_location(url)))
+        await command.init()
+        return await command.upgrade(run_in_transaction=True)
+    finally:
+        if opened:
+            await close_db()
+
+
+async def create_database(url: str) -> None:
+    """Create the (server) database named in the URL; SQLite files create themselves."""
+    await _server_admin(url, "CREATE DATABASE {}")
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database named in the URL (closing its sessions on PostgreSQL) or the file."""
+    if engine_of(url) == "sqlite":
+        path = Path(expand_db_url(url)["credentials"]["file_path"])
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        return
+    drop = "DROP DATABASE IF EXISTS {}"
+    await _server_admin(url, drop + (" WITH (FORCE)" if engine_of(url) == "postgres" else ""))
+
+
+async def _server_admin(url: str, statement: str) -> None:
+    engine = engine_of(url)
+    if engine == "sqlite":
+        return
+    cred = expand_db_url(url)["credentials"]
+    name = cred["database"]
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing database name {name!r}")
+    if engine == "postgres":
+        conn = await asyncpg.connect(
+            host=cred["host"], port=cred["port"], user=cred["user"],
+            password=cred["password"], database="postgres",
+        )  # fmt: skip
+        try:
+            await conn.execute(statement.format(f'"{name}"'))
+        finally:
+            await conn.close()
+        return
+    conn = await asyncmy.connect(
+        host=cred["host"], port=cred["port"], user=cred["user"], password=cred["password"] or ""
+    )
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(statement.format(f"`{name}`"))
+    finally:
+        await conn.ensure_closed()

@@ -1,0 +1,110 @@
+"""Database lifecycle: migrations on every engine, models in step with them, engines in sequence."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+from tortoise import connections
+from tortoise.expressions import F
+
+from stargraph.store.db import (
+    close_db,
+    engine_of,
+    init_db,
+    migrate,
+    migrations_location,
+    tortoise_config,
+)
+from stargraph.store.migrations import pending_changes
+from stargraph.store.models import AccountRow, UserRow
+
+TABLES = {"users", "access_tokens", "accounts", "ledger_entries", "holds", "jobs", "images"}
+
+
+async def _tables() -> set[str]:
+    conn = connections.get("default")
+    queries = {
+        "sqlite": "SELECT name FROM sqlite_master WHERE type='table'",
+        "postgres": "SELECT tablename AS name FROM pg_tables WHERE schemaname='public'",
+        "mysql": "SELECT table_name AS name FROM information_schema.tables"
+        " WHERE table_schema=DATABASE()",
+    }
+    dialect = conn.schema_generator.DIALECT
+    rows = await conn.execute_query_dict(queries[dialect])
+    return {next(iter(r.values())) for r in rows}
+
+
+def test_engine_and_location_follow_the_url() -> None:
+    assert engine_of("sqlite://./x.db") == "sqlite"
+    assert engine_of("postgres://u@h/db") == "postgres"
+    assert engine_of("mysql://u:p@h/db") == "mysql"
+    assert migrations_location("mysql://u:p@h/db").name == "mysql"
+    with pytest.raises(ValueError):
+        engine_of("oracle://x")
+
+
+def test_config_names_the_models_and_aerich() -> None:
+    config = tortoise_config("sqlite://:memory:")
+    models = config["apps"]["models"]["models"]
+    assert models == ["stargraph.store.models", "aerich.models"]
+    assert config["connections"]["default"]["credentials"]["busy_timeout"] > 0
+
+
+async def test_migrate_from_empty_to_head_is_idempotent(any_empty_db: str) -> None:
+    applied = await migrate(any_empty_db)
+    assert applied and applied[0].startswith("0_")
+    assert await migrate(any_empty_db) == []
+    await init_db(any_empty_db)
+    assert await _tables() >= TABLES
+
+
+async def test_models_and_migrations_agree(any_db: str) -> None:
+    assert await pending_changes(any_db) == []
+
+
+async def test_a_model_change_shows_as_pending(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(UserRow._meta.fields_map["role"], "index", True)
+    assert any("INDEX" in sql and "role" in sql for sql in await pending_changes(db))
+
+
+async def test_queries_work_from_a_task_with_its_own_context(db: str) -> None:
+    """Under uvicorn, requests run in tasks that never saw the start-up's context."""
+
+    async def create() -> int:
+        user = await UserRow.create(username="ctx", username_key="ctx", password_hash="x")
+        return user.id
+
+    task = asyncio.get_running_loop().create_task(create(), context=contextvars.Context())
+    assert await UserRow.get(id=await task)
+
+
+async def _exercise_orm() -> None:
+    """Insert, conditional update, select and delete: each uses cached dialect SQL."""
+    name = uuid.uuid4().hex[:10]
+    user = await UserRow.create(username=name, username_key=name, password_hash="x")
+    await AccountRow.create(user=user, available=5)
+    changed = await AccountRow.filter(user_id=user.id, available__gte=3).update(
+        available=F("available") - 3
+    )
+    assert changed == 1
+    assert (await AccountRow.get(user_id=user.id)).available == 2
+    await user.delete()
+    assert not await UserRow.exists(id=user.id)
+
+
+async def test_engines_in_sequence_in_one_process(
+    new_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """Tortoise caches SQL text per table across databases; db.py must forget it on open."""
+    for engine in ("sqlite", "postgres", "mariadb", "sqlite", "postgres"):
+        url = await new_database(engine)
+        await init_db(url)
+        try:
+            await migrate(url)
+            await _exercise_orm()
+        finally:
+            await close_db()
