@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from stargraph.domain.errors import StarGraphError
 from stargraph.domain.jobs import JobStatus
 from stargraph.domain.types import ImageId, JobId, UserId
 
@@ -89,6 +90,29 @@ class JobCancelled(JobEvent):
         return True
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueMoved:
+    """Waiting positions may have changed (coalesced; never stored, never replayed).
+
+    `cursor` is the follower's last delivered cursor, so an event built from this tick (a new
+    position) can carry a cursor that resumes correctly.
+    """
+
+    kind: ClassVar[str] = "queue_moved"
+    at: datetime
+    cursor: str
+
+
+class SubscriberLagged(StarGraphError):
+    """A follower fell too far behind and was closed; resume with the last cursor seen."""
+
+    code = "LAGGED"
+
+    def __init__(self, message: str, cursor: str) -> None:
+        super().__init__(message)
+        self.cursor = cursor
+
+
 EVENT_TYPES: dict[str, type[JobEvent]] = {
     cls.kind: cls
     for cls in (
@@ -128,7 +152,11 @@ def event_from_dict(data: dict[str, Any], cursor: str = "") -> JobEvent:
 
 
 class EventBus(Protocol):
-    """Publishes job events to every process and lets any process follow them."""
+    """Publishes job events to every process and lets any process follow them.
+
+    Cursors are per user and increase in delivery order. Followers raise `SubscriberLagged`
+    when they fall too far behind, and `BadUserInput` (field "after") for a malformed cursor.
+    """
 
     async def publish(self, event: JobEvent) -> str:
         """Append the event to its user's stream and fan it out; returns its cursor."""
@@ -140,6 +168,24 @@ class EventBus(Protocol):
 
     def follow_user(self, user_id: UserId, after: str | None = None) -> AsyncIterator[JobEvent]:
         """Events of one user's jobs: first those after `after` (replay), then live ones."""
+        ...
+
+    def follow_user_and_queue(
+        self, user_id: UserId, after: str | None = None
+    ) -> AsyncIterator[JobEvent | QueueMoved]:
+        """Like `follow_user`, interleaved with coalesced `QueueMoved` ticks."""
+        ...
+
+    def follow_job(
+        self, user_id: UserId, job_id: JobId, after: str | None = None
+    ) -> AsyncIterator[JobEvent | QueueMoved]:
+        """One job's events (and queue ticks) of `follow_user_and_queue`; ends after its
+        terminal event."""
+        ...
+
+    async def last_cursor(self, user_id: UserId) -> str:
+        """The cursor of the user's newest event: take it before reading a snapshot, then
+        follow with `after=` it, so nothing between the snapshot and the live events is lost."""
         ...
 
     def queue_ticks(self) -> AsyncIterator[None]:

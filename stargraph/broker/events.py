@@ -1,0 +1,368 @@
+"""RedisEventBus: each user's job events in a capped Redis stream, fanned out to every process.
+
+`publish` runs one Lua script: XADD to the user's stream, then PUBLISH
+`<user id> <stream id> <json>` on one channel. The stream id is the event's cursor; both steps
+happen at once, so the cursor order is the delivery order in every process.
+
+Each process runs ONE listener: a pub/sub connection on that channel (and on the queue-moved
+channel). It decodes an event once, only when a local follower of its user exists, and offers
+it to each such follower's bounded buffer. A follower whose buffer is full is closed with
+`SubscriberLagged`; nobody waits for it. Whenever the listener (re)subscribes, every follower
+re-reads its stream after its last cursor, so what was published while the connection was
+down still arrives.
+
+Hand-over from replay to live: a follower registers its buffer BEFORE it reads the stream,
+and drops buffered events whose cursor is not after the last one it yielded. Nothing falls
+between replay and live, and nothing comes twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import aclosing, suppress
+from datetime import UTC, datetime
+from importlib.resources import files
+from types import TracebackType
+from typing import Self
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
+from stargraph.domain.errors import BadUserInput
+from stargraph.domain.events import (
+    JobEvent,
+    QueueMoved,
+    SubscriberLagged,
+    event_from_dict,
+    event_to_dict,
+)
+from stargraph.domain.types import JobId, UserId
+
+_log = logging.getLogger(__name__)
+
+_PUBLISH_LUA = files("stargraph.broker").joinpath("lua/publish_event.lua").read_text()
+_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
+_FIRST_RETRY_S = 0.05
+_MAX_RETRY_S = 2.0
+
+
+def _checked_cursor(after: str) -> str:
+    if not _CURSOR.fullmatch(after):
+        raise BadUserInput("`after` is not a cursor given by this API", field="after")
+    return after
+
+
+def _decode(payload: bytes, cursor: str) -> JobEvent | None:
+    try:
+        return event_from_dict(json.loads(payload), cursor)
+    except (ValueError, KeyError, TypeError):
+        _log.warning("skipping an undecodable event at cursor %s", cursor)
+        return None
+
+
+class _Names:
+    """Key and channel names, hash-tagged on the prefix so the script runs on Redis Cluster."""
+
+    def __init__(self, prefix: str) -> None:
+        tag = f"{{{prefix}}}"
+        self._stream = f"{tag}:events:user:"
+        self.channel = f"{tag}:events"
+        self.ticks = f"{tag}:queue-moved"
+
+    def stream(self, user_id: UserId) -> str:
+        return f"{self._stream}{user_id}"
+
+
+class RedisEventBus:
+    """The EventBus on Redis. Publishing needs no start; following needs the listener running
+    (`async with bus:` or `await bus.start()` … `await bus.aclose()`).
+
+    `redis` serves commands; `listen_redis` holds the one pub/sub connection and must have no
+    socket timeout (`connect_redis(url, blocking=True)`).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        listen_redis: Redis,
+        prefix: str,
+        *,
+        stream_maxlen: int = 1000,
+        stream_ttl_s: int = 24 * 3600,
+        buffer_size: int = 256,
+        tick_interval_s: float = 0.25,
+        replay_page: int = 200,
+        max_concurrent_reads: int = 32,
+    ) -> None:
+        self._redis = redis
+        self._listen_redis = listen_redis
+        self._names = _Names(prefix)
+        self._channel = self._names.channel.encode()
+        self._maxlen = stream_maxlen
+        self._ttl_s = stream_ttl_s
+        self._buffer_size = buffer_size
+        self._replay_page = replay_page
+        # Many followers start (or resync after a reconnect) at once; their stream reads
+        # queue here instead of exhausting the client's connection pool.
+        self._reads = asyncio.Semaphore(max_concurrent_reads)
+        self._publish = redis.register_script(_PUBLISH_LUA)
+        self._registry = Registry()
+        self._ticker = Coalescer(tick_interval_s, self._tick)
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._retry_s = _FIRST_RETRY_S
+        self._closed = False
+        self.subscriptions = 0  # times the listener (re)subscribed: above 1 after a reconnect
+
+    # -- publishing (any process) --------------------------------------------------------
+
+    async def publish(self, event: JobEvent) -> str:
+        """Append the event to its user's stream and fan it out; returns its cursor."""
+        payload = json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":"))
+        cursor = await self._publish(
+            keys=[self._names.stream(event.user_id)],
+            args=[self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id],
+        )
+        return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+
+    async def queue_moved(self) -> None:
+        """Tell every process that waiting positions may have changed (they coalesce)."""
+        await self._redis.publish(self._names.ticks, b"1")
+
+    async def last_cursor(self, user_id: UserId) -> str:
+        """The cursor of the user's newest stored event ("0-0" when there is none)."""
+        async with self._reads:
+            newest = await self._redis.xrevrange(self._names.stream(user_id), count=1)
+        return newest[0][0].decode() if newest else NO_CURSOR
+
+    # -- following (processes that started the listener) --------------------------------
+
+    @property
+    def subscriber_count(self) -> int:
+        """Followers open in this process."""
+        return len(self._registry.all())
+
+    async def follow_user(
+        self, user_id: UserId, after: str | None = None
+    ) -> AsyncIterator[JobEvent]:
+        """The user's events after `after` (exclusive; from the stream), then live ones; with
+        no `after`, live ones from now. Raises SubscriberLagged when it falls too far behind."""
+        async with aclosing(self._follow(user_id, after, ticks=False)) as items:
+            async for item in items:
+                if isinstance(item, JobEvent):
+                    yield item
+
+    def follow_user_and_queue(
+        self, user_id: UserId, after: str | None = None
+    ) -> AsyncIterator[JobEvent | QueueMoved]:
+        """Like `follow_user`, interleaved with coalesced `QueueMoved` ticks."""
+        return self._follow(user_id, after, ticks=True)
+
+    async def follow_job(
+        self, user_id: UserId, job_id: JobId, after: str | None = None
+    ) -> AsyncIterator[JobEvent | QueueMoved]:
+        """One job's events and the queue ticks; ends after the job's terminal event."""
+        async with aclosing(self._follow(user_id, after, ticks=True)) as items:
+            async for item in items:
+                if isinstance(item, QueueMoved):
+                    yield item
+                elif item.job_id == job_id:
+                    yield item
+                    if item.is_terminal:
+                        return
+
+    async def queue_ticks(self) -> AsyncIterator[None]:
+        """Yields once per coalesced queue movement (at most once per tick interval)."""
+        self._require_listener()
+        waiter = asyncio.Event()
+        self._registry.waiters.add(waiter)
+        try:
+            while True:
+                await waiter.wait()
+                waiter.clear()
+                if self._closed:
+                    return
+                yield None
+        finally:
+            self._registry.waiters.discard(waiter)
+
+    async def _follow(
+        self, user_id: UserId, after: str | None, *, ticks: bool
+    ) -> AsyncIterator[JobEvent | QueueMoved]:
+        self._require_listener()
+        start = None if after is None else _checked_cursor(after)
+        follower = Follower(user_id, self._buffer_size, ticks)
+        self._registry.add(follower)  # before reading the stream: see the module docstring
+        try:
+            if start is None:
+                start = await self.last_cursor(user_id)
+            else:
+                follower.flag_resync()  # the replay is a resync from `after`
+            follower.advance(key_of(start), start)
+            async for item in self._drain(follower):
+                yield item
+        finally:
+            self._registry.discard(follower)
+
+    async def _drain(self, follower: Follower) -> AsyncIterator[JobEvent | QueueMoved]:
+        while True:
+            await follower.wait()
+            if follower.error is not None:
+                raise follower.error
+            if follower.closed:
+                return
+            if follower.resync:
+                follower.resync = False
+                async for event in self._replay(follower):
+                    yield event
+                continue  # a reconnect during the replay flags another one: before the buffer
+            for key, event in follower.take():
+                if key > follower.last_key:
+                    follower.advance(key, event.cursor)
+                    yield event
+            if follower.moved:
+                follower.moved = False
+                yield QueueMoved(at=datetime.now(UTC), cursor=follower.last_cursor)
+
+    async def _replay(self, follower: Follower) -> AsyncIterator[JobEvent]:
+        """The stored events after the follower's last cursor, page by page."""
+        stream = self._names.stream(follower.user_id)
+        while True:
+            async with self._reads:
+                entries = await self._redis.xrange(
+                    stream, min=f"({follower.last_cursor}", max="+", count=self._replay_page
+                )
+            for raw_id, fields in entries:
+                cursor = raw_id.decode()
+                follower.advance(key_of(cursor), cursor)
+                event = _decode(fields[b"e"], cursor)
+                if event is not None:
+                    yield event
+            if len(entries) < self._replay_page:
+                return
+
+    def _require_listener(self) -> None:
+        if self._task is None or self._closed:
+            raise RuntimeError("start the event bus (`async with bus:`) before following")
+
+    # -- the listener ------------------------------------------------------------------------
+
+    async def start(self, timeout_s: float = 10.0) -> None:
+        """Subscribe and start the listener; returns once the subscription is live."""
+        if self._task is not None or self._closed:
+            raise RuntimeError("an event bus starts once")
+        pubsub = self._listen_redis.pubsub()
+        self._pubsub = pubsub
+        await pubsub.subscribe(self._names.channel, self._names.ticks)
+        self._task = asyncio.create_task(self._listen(), name="stargraph-event-listener")
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        except TimeoutError:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Stop the listener; open followers end, queue ticks stop."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await pubsub.aclose()
+        self._ticker.cancel()
+        for follower in self._registry.all():
+            follower.close()
+        for waiter in self._registry.waiters:
+            waiter.set()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _listen(self) -> None:
+        """Read the pub/sub connection for ever; after a failure, wait and read again
+        (redis-py reconnects and re-subscribes on the next read)."""
+        assert self._pubsub is not None
+        while True:
+            try:
+                async for message in self._pubsub.listen():
+                    self._on_message(message)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                _log.warning("event listener lost Redis (%s); retry in %.2f s", exc, self._retry_s)
+            except Exception:
+                _log.exception("event listener failed; retry in %.2f s", self._retry_s)
+            await asyncio.sleep(self._retry_s)  # back-off between reconnect attempts
+            self._retry_s = min(self._retry_s * 2, _MAX_RETRY_S)
+
+    def _on_message(self, message: dict[str, object]) -> None:
+        kind = message["type"]
+        if kind == "message":
+            if message["channel"] == self._channel:
+                self._deliver_safely(message["data"])  # type: ignore[arg-type]
+            else:
+                self._ticker.poke()
+        elif kind == "subscribe" and message["channel"] == self._channel:
+            self._on_subscribed()
+
+    def _on_subscribed(self) -> None:
+        self.subscriptions += 1
+        self._retry_s = _FIRST_RETRY_S
+        self._ready.set()
+        for follower in self._registry.all():
+            follower.flag_resync()  # catch up on what was published while we were away
+
+    def _deliver_safely(self, data: bytes) -> None:
+        try:
+            self._deliver(data)
+        except ValueError:
+            _log.warning("skipping a malformed event message: %.80r", data)
+
+    def _deliver(self, data: bytes) -> None:
+        """Decode once, offer to each local follower of the event's user."""
+        user, raw_cursor, payload = data.split(b" ", 2)
+        followers = self._registry.of(int(user))
+        if not followers:
+            return
+        cursor = raw_cursor.decode()
+        event = _decode(payload, cursor)
+        if event is None:
+            return
+        key = key_of(cursor)
+        for follower in tuple(followers):
+            if not follower.offer(key, event):
+                self._drop_lagging(follower)
+
+    def _drop_lagging(self, follower: Follower) -> None:
+        self._registry.discard(follower)
+        follower.fail(
+            SubscriberLagged(
+                "this subscription fell too far behind and was closed; "
+                "subscribe again with the last cursor you received",
+                cursor=follower.last_cursor,
+            )
+        )
+
+    def _tick(self) -> None:
+        for follower in self._registry.ticking:
+            follower.flag_moved()
+        for waiter in self._registry.waiters:
+            waiter.set()

@@ -1,0 +1,375 @@
+"""The event bus contract, on the in-process Redis and on a real server.
+
+Each bus gets its own clients, as a separate API process would. Waits are bounded by
+`asyncio.timeout` only so a broken bus fails instead of hanging; no assertion is about time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import fakeredis
+import pytest
+from redis.asyncio import ConnectionPool, Redis
+
+import stargraph.broker.events as events_module
+from stargraph.broker._fanout import key_of
+from stargraph.broker.events import RedisEventBus
+from stargraph.domain.errors import BadUserInput
+from stargraph.domain.events import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobPreview,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    JobSucceeded,
+    QueueMoved,
+    SubscriberLagged,
+)
+from stargraph.domain.jobs import JobStatus
+from stargraph.domain.types import ImageId, JobId, UserId
+
+T = TypeVar("T")
+ALICE = UserId(1)
+BOB = UserId(2)
+BusFactory = Callable[..., Awaitable[RedisEventBus]]
+
+
+def twin(client: Redis, *, blocking: bool, name: str | None = None) -> Redis:
+    """A new client on the same Redis as `client`, with connections of its own."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "server" in kwargs:  # in-process Redis
+        pool = ConnectionPool(
+            connection_class=fakeredis.aioredis.FakeAsyncRedisConnection, server=kwargs["server"]
+        )
+        return Redis(connection_pool=pool)
+    return Redis(
+        host=kwargs["host"],
+        port=kwargs["port"],
+        db=kwargs.get("db", 0),
+        socket_timeout=None if blocking else 10.0,
+        client_name=name,
+    )
+
+
+@pytest.fixture
+async def make_bus(any_redis: Redis, redis_prefix: str) -> AsyncIterator[BusFactory]:
+    """Started buses on `any_redis`, each like one process; closed after the test."""
+    buses: list[RedisEventBus] = []
+    clients: list[Redis] = []
+
+    async def make(**options: Any) -> RedisEventBus:
+        commands = twin(any_redis, blocking=False)
+        listen = twin(any_redis, blocking=True, name=f"{redis_prefix}-listen-{len(buses)}")
+        clients.extend((commands, listen))
+        bus = RedisEventBus(commands, listen, redis_prefix, **options)
+        buses.append(bus)
+        await bus.start()
+        return bus
+
+    yield make
+    for bus in buses:
+        await bus.aclose()
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def bus(make_bus: BusFactory) -> RedisEventBus:
+    return await make_bus()
+
+
+def progress(user: UserId, step: int, job: str = "job-1") -> JobProgress:
+    return JobProgress(
+        job_id=JobId(job),
+        user_id=user,
+        at=datetime.now(UTC),
+        status=JobStatus.RUNNING,
+        step=step,
+        max_steps=10_000,
+    )
+
+
+async def take(events: AsyncIterator[T], n: int) -> list[T]:
+    got: list[T] = []
+    async with asyncio.timeout(20):
+        while len(got) < n:
+            got.append(await anext(events))
+    return got
+
+
+async def test_a_follower_gets_every_event_in_publish_order_with_its_cursor(
+    bus: RedisEventBus,
+) -> None:
+    follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
+    cursors = []
+    for step in range(30):
+        cursors.append(await bus.publish(progress(ALICE, step)))
+        await bus.publish(progress(BOB, step))  # someone else's: never delivered to ALICE
+
+    got = await take(follower, 30)
+
+    assert [(e.user_id, e.step) for e in got] == [(ALICE, s) for s in range(30)]  # type: ignore[attr-defined]
+    assert [e.cursor for e in got] == cursors
+    assert sorted(cursors, key=key_of) == cursors
+    await follower.aclose()
+
+
+async def test_a_live_follower_gets_everything_after_its_first_event(bus: RedisEventBus) -> None:
+    follower = bus.follow_user(ALICE)
+    first = asyncio.create_task(anext(follower))
+    step = 0
+    while not first.done():  # "from now" starts once the follower is in place
+        await bus.publish(progress(ALICE, step))
+        step += 1
+        await asyncio.sleep(0.001)
+    seen = (await first).step  # type: ignore[attr-defined]
+    for later in range(step, step + 20):
+        await bus.publish(progress(ALICE, later))
+
+    rest = await take(follower, step + 20 - seen - 1)
+
+    assert [e.step for e in rest] == list(range(seen + 1, step + 20))  # type: ignore[attr-defined]
+    await follower.aclose()
+
+
+async def test_every_kind_of_event_travels_intact(bus: RedisEventBus) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    base = {"job_id": JobId("j"), "user_id": ALICE, "at": at}
+    sent: list[JobEvent] = [
+        JobQueued(**base, status=JobStatus.QUEUED, position=3),
+        JobQueued(**base, status=JobStatus.QUEUED, position=None),
+        JobStarted(**base, status=JobStatus.RUNNING),
+        JobProgress(**base, status=JobStatus.RUNNING, step=2, max_steps=20),
+        JobPreview(**base, status=JobStatus.RUNNING, data_url="data:image/jpeg;base64,/9j/"),
+        JobSucceeded(**base, status=JobStatus.SUCCEEDED, image_ids=(ImageId("a"), ImageId("b"))),
+        JobFailed(**base, status=JobStatus.FAILED, code="COMFY", message='bad "quote" 中文'),
+        JobCancelled(**base, status=JobStatus.CANCELLED),
+    ]
+    follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
+    cursors = [await bus.publish(event) for event in sent]
+
+    got = await take(follower, len(sent))
+
+    assert got == [
+        type(e)(**{**_fields(e), "cursor": c}) for e, c in zip(sent, cursors, strict=True)
+    ]
+    await follower.aclose()
+
+
+def _fields(event: JobEvent) -> dict[str, Any]:
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+
+
+async def test_resuming_after_a_cursor_misses_nothing_and_repeats_nothing_under_load(
+    bus: RedisEventBus,
+) -> None:
+    total = 400
+    rng = random.Random(7)
+
+    async def publish_all() -> None:
+        for step in range(total):
+            await bus.publish(progress(ALICE, step))
+            if step % 7 == 0:
+                await asyncio.sleep(0)
+
+    cursor = await bus.last_cursor(ALICE)
+    publisher = asyncio.create_task(publish_all())
+    received: list[JobEvent] = []
+    while len(received) < total:  # drop the subscription at random points and resume
+        follower = bus.follow_user(ALICE, after=cursor)
+        received += await take(follower, min(rng.randint(1, 60), total - len(received)))
+        await follower.aclose()
+        cursor = received[-1].cursor
+    await publisher
+
+    assert [e.step for e in received] == list(range(total))  # type: ignore[attr-defined]
+
+
+async def test_an_event_published_in_one_process_reaches_followers_in_another(
+    make_bus: BusFactory,
+) -> None:
+    api_one, api_two, worker = await make_bus(), await make_bus(), await make_bus()
+    start = await api_one.last_cursor(ALICE)
+    on_one = api_one.follow_user(ALICE, after=start)
+    on_two = api_two.follow_user(ALICE, after=start)
+
+    cursors = [await worker.publish(progress(ALICE, step)) for step in range(10)]
+
+    assert [e.cursor for e in await take(on_one, 10)] == cursors
+    assert [e.cursor for e in await take(on_two, 10)] == cursors
+    await on_one.aclose()
+    await on_two.aclose()
+
+
+async def test_a_slow_follower_is_closed_as_lagged_and_the_others_get_everything(
+    make_bus: BusFactory,
+) -> None:
+    bus = await make_bus(buffer_size=8)
+    start = await bus.last_cursor(ALICE)
+    slow = bus.follow_user(ALICE, after=start)
+    fast = bus.follow_user(ALICE, after=start)
+    first = await bus.publish(progress(ALICE, 0))
+    assert (await anext(slow)).cursor == first
+    assert (await anext(fast)).cursor == first
+
+    fast_reader = asyncio.create_task(take(fast, 30))
+    for step in range(1, 31):
+        await bus.publish(progress(ALICE, step))
+
+    assert [e.step for e in await fast_reader] == list(range(1, 31))  # type: ignore[attr-defined]
+    with pytest.raises(SubscriberLagged) as lagged:
+        await take(slow, 30)
+    assert lagged.value.code == "LAGGED"
+    assert lagged.value.cursor == first  # where to resume from
+    resumed = bus.follow_user(ALICE, after=lagged.value.cursor)
+    assert [e.step for e in await take(resumed, 30)] == list(range(1, 31))  # type: ignore[attr-defined]
+    await resumed.aclose()
+    await fast.aclose()
+
+
+async def test_the_listener_decodes_each_event_once_however_many_follow_it(
+    bus: RedisEventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = await bus.last_cursor(ALICE)
+    followers = [bus.follow_user(ALICE, after=start) for _ in range(3)]
+    await bus.publish(progress(ALICE, 0))
+    for follower in followers:
+        await take(follower, 1)
+    decoded = 0
+    original = events_module.event_from_dict
+
+    def counting(*args: Any, **kwargs: Any) -> JobEvent:
+        nonlocal decoded
+        decoded += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(events_module, "event_from_dict", counting)
+    for step in range(1, 11):
+        await bus.publish(progress(ALICE, step))
+    for follower in followers:
+        assert len(await take(follower, 10)) == 10
+
+    assert decoded == 10
+    for follower in followers:
+        await follower.aclose()
+
+
+async def test_follow_job_keeps_to_one_job_and_ends_after_its_terminal_event(
+    bus: RedisEventBus,
+) -> None:
+    mine, other = JobId("mine"), JobId("other")
+    follower = bus.follow_job(ALICE, mine, after=await bus.last_cursor(ALICE))
+    await bus.publish(progress(ALICE, 1, job=mine))
+    await bus.publish(progress(ALICE, 1, job=other))
+    await bus.publish(
+        JobCancelled(job_id=mine, user_id=ALICE, at=datetime.now(UTC), status=JobStatus.CANCELLED)
+    )
+    await bus.publish(progress(ALICE, 2, job=mine))  # after the end: never seen
+
+    async with asyncio.timeout(20):
+        got = [e async for e in follower if not isinstance(e, QueueMoved)]
+
+    assert [(type(e), e.job_id) for e in got] == [(JobProgress, mine), (JobCancelled, mine)]
+
+
+async def test_queue_moves_are_coalesced_into_few_ticks_and_the_last_move_is_announced(
+    make_bus: BusFactory,
+) -> None:
+    bus = await make_bus(tick_interval_s=0.3)
+    ticks = bus.queue_ticks()
+    first = asyncio.create_task(anext(ticks))
+    while not first.done():  # until the tick reader is in place
+        await bus.queue_moved()
+        await asyncio.sleep(0.01)
+    await first
+    for _ in range(50):
+        await bus.queue_moved()
+
+    await take(ticks, 1)  # the trailing tick after the burst
+    count = 0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.9):
+            async for _ in ticks:
+                count += 1
+    assert count <= 1  # 50 moves gave at most a couple of ticks
+
+
+async def test_followers_of_the_queue_get_a_tick_with_their_last_cursor(
+    bus: RedisEventBus,
+) -> None:
+    follower = bus.follow_user_and_queue(ALICE, after=await bus.last_cursor(ALICE))
+    cursor = await bus.publish(progress(ALICE, 0))
+    assert (await anext(follower)).cursor == cursor
+
+    reader = asyncio.create_task(anext(follower))
+    await bus.queue_moved()
+    tick = await asyncio.wait_for(reader, 20)
+
+    assert isinstance(tick, QueueMoved)
+    assert tick.cursor == cursor
+    await follower.aclose()
+
+
+async def test_a_bad_cursor_is_bad_user_input(bus: RedisEventBus) -> None:
+    with pytest.raises(BadUserInput) as error:
+        await anext(bus.follow_user(ALICE, after="not-a-cursor"))
+    assert error.value.field == "after"
+
+
+async def test_events_stay_readable_from_the_start_of_the_stream(bus: RedisEventBus) -> None:
+    cursors = [await bus.publish(progress(ALICE, step)) for step in range(5)]
+
+    replayed = await take(bus.follow_user(ALICE, after="0-0"), 5)
+
+    assert [e.cursor for e in replayed] == cursors
+
+
+async def test_closing_the_bus_ends_its_followers_and_following_needs_a_started_bus(
+    make_bus: BusFactory,
+) -> None:
+    bus = await make_bus()
+    follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
+    reader = asyncio.create_task(anext(follower))
+    await bus.publish(progress(ALICE, 0))
+    await reader
+    pending = asyncio.create_task(anext(follower))
+    await asyncio.sleep(0)
+
+    await bus.aclose()
+
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pending, 20)
+    with pytest.raises(RuntimeError):
+        await anext(bus.follow_user(ALICE))
+
+
+async def test_many_followers_starting_at_once_all_get_their_events(bus: RedisEventBus) -> None:
+    users = [UserId(1000 + n) for n in range(250)]  # more than a client's connection pool
+    for user in users:
+        await bus.publish(progress(user, 0))
+    followers = [bus.follow_user(user, after="0-0") for user in users]
+
+    firsts = await asyncio.gather(*(anext(f) for f in followers))
+
+    assert [(e.user_id, e.step) for e in firsts] == [(u, 0) for u in users]  # type: ignore[attr-defined]
+    for follower in followers:
+        await follower.aclose()
+
+
+async def test_a_closed_follower_is_gone_at_once(bus: RedisEventBus) -> None:
+    follower = bus.follow_job(ALICE, JobId("j"), after=await bus.last_cursor(ALICE))
+    await bus.publish(progress(ALICE, 0, job="j"))
+    await anext(follower)
+    assert bus.subscriber_count == 1
+
+    await follower.aclose()
+
+    assert bus.subscriber_count == 0
