@@ -1,0 +1,235 @@
+"""Tortoise implementation of the domain's Ledger.
+
+Each method is one transaction (a savepoint when the caller already holds one, so a use case
+can hold points and write its job row atomically). Exactly-once comes from the database:
+`ledger_entries.move_key` is unique, a hold is the primary key of `holds`, and settling flips
+`holds.settled` with a conditional UPDATE that only one caller can win. Every conditional
+UPDATE changes the row it matches, so the row count means the same on MariaDB (rows changed)
+as on PostgreSQL and SQLite (rows matched). Writes come first in each transaction, so SQLite
+takes its write lock before reading anything.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from stargraph.domain.errors import Conflict, InsufficientPoints, NotFound
+from stargraph.domain.ledger import (
+    AuditFinding,
+    Balance,
+    EntryKind,
+    HoldState,
+    LedgerEntry,
+    Settlement,
+    audit_user,
+    capture_key,
+    check_grant,
+    check_hold,
+    clamp_capture,
+    hold_key,
+    release_key,
+    settlement_of,
+)
+from stargraph.domain.types import JobId, UserId
+from stargraph.store.convert import aware
+from stargraph.store.models import AccountRow, HoldRow, LedgerEntryRow
+
+
+class TortoiseLedger:
+    """Points in SQL: `accounts` holds the balances, `ledger_entries` every move."""
+
+    async def balance(self, user_id: UserId) -> Balance:
+        return await _read_balance(user_id)
+
+    async def grant(
+        self, user_id: UserId, amount: int, reason: str, key: str | None = None
+    ) -> Balance:
+        """Add (negative: take back) available points; a repeated key returns the first result."""
+        check_grant(amount, reason)
+        move_key = key or f"grant:{uuid4().hex}"
+        try:
+            async with in_transaction():
+                if not await _add_available(user_id, amount):
+                    return await _first_result(move_key, user_id) or await _refuse(user_id)
+                after = await _read_balance(user_id)
+                await _append(user_id, EntryKind.GRANT, amount, move_key, after, reason=reason)
+                return after
+        except IntegrityError:
+            return await _repeated(move_key, user_id)
+
+    async def hold(self, user_id: UserId, job_id: JobId, amount: int) -> Balance:
+        """Freeze `amount` for the job; a repeat returns the first hold's balance."""
+        check_hold(amount)
+        key = hold_key(job_id)
+        try:
+            async with in_transaction():
+                if not await _freeze(user_id, amount):
+                    return await _first_result(key, user_id) or await _refuse(user_id)
+                await HoldRow.create(job_id=job_id, user_id=user_id, amount=amount)
+                after = await _read_balance(user_id)
+                await _append(user_id, EntryKind.HOLD, amount, key, after, job_id=job_id)
+                return after
+        except IntegrityError:
+            return await _repeated(key, user_id)
+
+    async def settle(self, job_id: JobId, capture: int) -> Settlement:
+        """Capture up to the hold, release the rest; once per job, repeats return the first."""
+        async with in_transaction():
+            won = await HoldRow.filter(job_id=job_id, settled=False).update(
+                settled=True, settled_at=datetime.now(UTC)
+            )
+            row = await HoldRow.get_or_none(job_id=job_id)
+            if row is None:
+                raise NotFound(f"job {job_id} holds no points")
+            if not won:
+                return settlement_of(_hold_state(row))
+            captured = clamp_capture(row.amount, capture)
+            await HoldRow.filter(job_id=job_id).update(captured=captured)
+            return await _settle_account(_hold_state(row), captured)
+
+    async def entries(
+        self, user_id: UserId, limit: int, before_id: int | None = None
+    ) -> list[LedgerEntry]:
+        """Newest first; `before_id` pages on to older entries."""
+        query = LedgerEntryRow.filter(user_id=user_id)
+        if before_id is not None:
+            query = query.filter(id__lt=before_id)
+        rows = await query.order_by("-id").limit(limit)
+        return [_entry(row) for row in rows]
+
+    async def audit(self, user_id: UserId | None = None) -> list[AuditFinding]:
+        """Check every ledger invariant for one user or for all; empty means clean."""
+        where = {} if user_id is None else {"user_id": user_id}
+        balances = {
+            UserId(r.user_id): Balance(r.available, r.frozen)  # type: ignore[attr-defined]
+            for r in await AccountRow.filter(**where)
+        }
+        entries: dict[UserId, list[LedgerEntry]] = defaultdict(list)
+        for row in await LedgerEntryRow.filter(**where).order_by("id"):
+            entry = _entry(row)
+            entries[entry.user_id].append(entry)
+        holds: dict[UserId, list[HoldState]] = defaultdict(list)
+        for hold_row in await HoldRow.filter(**where):
+            hold = _hold_state(hold_row)
+            holds[hold.user_id].append(hold)
+        findings: list[AuditFinding] = []
+        for uid in sorted(set(balances) | set(entries) | set(holds)):
+            findings += audit_user(uid, balances.get(uid), entries[uid], holds[uid])
+        return findings
+
+
+async def _add_available(user_id: UserId, amount: int) -> bool:
+    """One conditional UPDATE; a negative amount never takes available below zero."""
+    changed = await AccountRow.filter(user_id=user_id, available__gte=max(0, -amount)).update(
+        available=F("available") + amount
+    )
+    return changed == 1
+
+
+async def _freeze(user_id: UserId, amount: int) -> bool:
+    if amount == 0:  # nothing would change, and MariaDB would then count no row
+        return await AccountRow.exists(user_id=user_id)
+    changed = await AccountRow.filter(user_id=user_id, available__gte=amount).update(
+        available=F("available") - amount, frozen=F("frozen") + amount
+    )
+    return changed == 1
+
+
+async def _settle_account(hold: HoldState, captured: int) -> Settlement:
+    released = hold.amount - captured
+    if hold.amount:
+        await AccountRow.filter(user_id=hold.user_id).update(
+            frozen=F("frozen") - hold.amount, available=F("available") + released
+        )
+    after = await _read_balance(hold.user_id)
+    if captured:
+        before_release = Balance(after.available - released, after.frozen + released)
+        await _append(hold.user_id, EntryKind.CAPTURE, captured, capture_key(hold.job_id),
+                      before_release, job_id=hold.job_id)  # fmt: skip
+    if released:
+        await _append(hold.user_id, EntryKind.RELEASE, released, release_key(hold.job_id),
+                      after, job_id=hold.job_id)  # fmt: skip
+    return Settlement(job_id=hold.job_id, held=hold.amount, captured=captured, released=released)
+
+
+async def _read_balance(user_id: UserId) -> Balance:
+    row = await AccountRow.get_or_none(user_id=user_id)
+    if row is None:
+        raise NotFound(f"user {user_id} has no account")
+    return Balance(available=row.available, frozen=row.frozen)
+
+
+async def _append(
+    user_id: UserId,
+    kind: EntryKind,
+    amount: int,
+    move_key: str,
+    after: Balance,
+    *,
+    job_id: JobId | None = None,
+    reason: str | None = None,
+) -> None:
+    await LedgerEntryRow.create(
+        user_id=user_id,
+        kind=kind.value,
+        amount=amount,
+        available_after=after.available,
+        frozen_after=after.frozen,
+        job_id=job_id,
+        move_key=move_key,
+        reason=reason,
+    )
+
+
+async def _first_result(move_key: str, user_id: UserId) -> Balance | None:
+    """The balance recorded by an earlier move with this key, if there was one."""
+    row = await LedgerEntryRow.get_or_none(move_key=move_key)
+    if row is None:
+        return None
+    if row.user_id != user_id:  # type: ignore[attr-defined]
+        raise Conflict(f"move {move_key} belongs to another user")
+    return Balance(row.available_after, row.frozen_after)
+
+
+async def _repeated(move_key: str, user_id: UserId) -> Balance:
+    """After a unique-key clash: the earlier move's result; none means another clash."""
+    first = await _first_result(move_key, user_id)
+    if first is None:
+        raise Conflict(f"move {move_key} clashed with an existing record")
+    return first
+
+
+async def _refuse(user_id: UserId) -> Balance:
+    """Why a conditional UPDATE matched nothing: no account, or not enough points."""
+    balance = await _read_balance(user_id)
+    raise InsufficientPoints(f"not enough points: {balance.available} available")
+
+
+def _hold_state(row: HoldRow) -> HoldState:
+    return HoldState(
+        job_id=JobId(row.job_id),
+        user_id=UserId(row.user_id),  # type: ignore[attr-defined]
+        amount=row.amount,
+        captured=row.captured,
+        settled=row.settled,
+    )
+
+
+def _entry(row: LedgerEntryRow) -> LedgerEntry:
+    return LedgerEntry(
+        id=row.id,
+        user_id=UserId(row.user_id),  # type: ignore[attr-defined]
+        kind=EntryKind(row.kind),
+        amount=row.amount,
+        available_after=row.available_after,
+        frozen_after=row.frozen_after,
+        job_id=JobId(row.job_id) if row.job_id else None,
+        reason=row.reason,
+        created_at=aware(row.created_at),  # type: ignore[arg-type]
+    )
