@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from tortoise.expressions import Q
+
 from stargraph.domain.gallery import Image
 from stargraph.domain.jobs import Job, JobError, JobParams, JobStatus, TranslationState
 from stargraph.domain.types import BackendId, ImageId, JobId, Priority, UserId
@@ -15,6 +17,11 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+def older_than(created_at: datetime, row_id: str) -> Q:
+    """Rows after (created_at, id) in newest-first order: the condition of a keyset page."""
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=row_id)
 
 
 def job_from_row(row: JobRow) -> Job:

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from stargraph.domain.gallery import Image, ImagePage
 from stargraph.domain.types import ImageId, JobId, UserId
-from stargraph.store.convert import image_from_row
+from stargraph.store.convert import image_from_row, older_than
 from stargraph.store.models import ImageRow
 
 
@@ -29,9 +29,7 @@ class TortoiseImageStore:
         if after is not None:
             anchor = await ImageRow.get_or_none(id=after, user_id=user_id)
             if anchor is not None:
-                query = query.filter(created_at__lte=anchor.created_at).exclude(
-                    created_at=anchor.created_at, id__gte=anchor.id
-                )
+                query = query.filter(older_than(anchor.created_at, anchor.id))
         rows = await query.order_by("-created_at", "-id").limit(limit + 1)
         return ImagePage([image_from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
 

@@ -21,7 +21,7 @@ from stargraph.domain.jobs import (
 )
 from stargraph.domain.ledger import Ledger
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
-from stargraph.store.convert import job_from_row, job_row_values
+from stargraph.store.convert import job_from_row, job_row_values, older_than
 from stargraph.store.models import ImageRow, JobRow
 
 _MAX_ERROR_MESSAGE = 2000
@@ -75,9 +75,7 @@ class TortoiseJobStore:
         if after is not None:
             anchor = await JobRow.get_or_none(id=after).only("id", "created_at")
             if anchor is not None:
-                query = query.filter(created_at__lte=anchor.created_at).exclude(
-                    created_at=anchor.created_at, id__gte=anchor.id
-                )
+                query = query.filter(older_than(anchor.created_at, anchor.id))
         rows = await query.order_by("-created_at", "-id").limit(limit + 1)
         return JobPage([job_from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
 

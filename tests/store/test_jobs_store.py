@@ -1,0 +1,433 @@
+"""The job store on SQLite, PostgreSQL and MariaDB: the hold and the row in one transaction,
+idempotency keys, compare-and-set status changes, and settlement exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+from tortoise.context import TortoiseContext
+
+from stargraph.domain.errors import InsufficientPoints
+from stargraph.domain.jobs import (
+    Job,
+    JobError,
+    JobParams,
+    JobStatus,
+    NewImage,
+    TranslationState,
+)
+from stargraph.domain.ledger import Balance, EntryKind
+from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_job_id
+from stargraph.store.db import tortoise_config
+from stargraph.store.jobs import TortoiseJobStore
+from stargraph.store.ledger import TortoiseLedger
+from stargraph.store.models import AccountRow, HoldRow, ImageRow, JobRow, LedgerEntryRow, UserRow
+
+PRICE = 10
+BACKEND = BackendId("http://127.0.0.1:8188")
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+_T = TypeVar("_T")
+
+
+async def make_user(points: int = 0) -> UserId:
+    name = f"u{uuid.uuid4().hex[:10]}"
+    user = await UserRow.create(username=name, username_key=name, password_hash="x")
+    await AccountRow.create(user=user)
+    if points:
+        await TortoiseLedger().grant(UserId(user.id), points, "test")
+    return UserId(user.id)
+
+
+def make_job(
+    user: UserId,
+    *,
+    count: int = 2,
+    key: str | None = None,
+    created_at: datetime = T0,
+    prompt: str = "a lighthouse at dusk",
+) -> Job:
+    params = JobParams(
+        prompt=prompt,
+        negative_prompt="模糊, blurry",
+        count=count,
+        width=512,
+        height=768,
+        steps=20,
+        cfg=7.5,
+        sampler="euler",
+        scheduler="normal",
+        model="sd15.safetensors",
+        seed=2**53 - 1,
+        workflow="t2i",
+        priority=Priority.NORMAL,
+    )
+    return Job(
+        id=new_job_id(),
+        user_id=user,
+        status=JobStatus.QUEUED,
+        params=params,
+        positive_prompt="(8k, best quality, masterpiece), " + prompt,
+        effective_negative_prompt="blurry, bad face",
+        translated_prompt=None,
+        translation=TranslationState.NOT_NEEDED,
+        cost=count * PRICE,
+        created_at=created_at,
+        graph={"3": {"class_type": "KSampler", "inputs": {"seed": 2**53 - 1, "text": '引号"{}'}}},
+        idempotency_key=key,
+    )
+
+
+def images(job: Job, n: int) -> list[NewImage]:
+    return [NewImage(i, f"{job.id}/{i}.png", 512, 768, 7 + i) for i in range(n)]
+
+
+@pytest.fixture
+def ledger(any_db: str) -> TortoiseLedger:
+    return TortoiseLedger()
+
+
+@pytest.fixture
+def store(ledger: TortoiseLedger) -> TortoiseJobStore:
+    return TortoiseJobStore(ledger)
+
+
+async def queued_job(store: TortoiseJobStore, user: UserId, **kw: object) -> Job:
+    job, created = await store.create_queued(make_job(user, **kw))  # type: ignore[arg-type]
+    assert created
+    return job
+
+
+async def in_engine(store: TortoiseJobStore, user: UserId, *, running: bool = True) -> Job:
+    job = await queued_job(store, user)
+    assert await store.mark_dispatched(job.id, BACKEND, T0) is not None
+    if running:
+        assert await store.mark_running(job.id, T0) is not None
+    return job
+
+
+async def on_own_connections(url: str, calls: list[Callable[[], Awaitable[_T]]]) -> list[_T]:
+    """Run each call in a task with a Tortoise context (so a connection) of its own, all
+    released together once every task is connected."""
+    start = asyncio.Barrier(len(calls))
+
+    async def one(call: Callable[[], Awaitable[_T]]) -> _T:
+        context = TortoiseContext()
+        with context:
+            await context.init(config=tortoise_config(url))
+            try:
+                await context.db().execute_query("SELECT 1")
+                await start.wait()
+                return await call()
+            finally:
+                await context.close_connections()
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+# ---------------------------------------------------------------- create_queued
+
+
+async def test_create_queued_holds_the_cost_and_writes_the_row(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    job = make_job(user, count=3)
+    stored, created = await store.create_queued(job)
+    assert created and stored == job
+    read = await store.get(job.id)
+    assert read == job  # every field round-trips (graph is left out of ==)
+    assert read is not None and read.graph == job.graph
+    assert read.created_at == T0 and read.created_at.tzinfo is not None
+    assert await ledger.balance(user) == Balance(70, 30)
+    assert await ledger.audit() == []
+
+
+async def test_an_insufficient_balance_leaves_no_row_and_no_hold(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(15)
+    job = make_job(user, count=2)
+    with pytest.raises(InsufficientPoints):
+        await store.create_queued(job)
+    assert await store.get(job.id) is None
+    assert not await HoldRow.exists(job_id=job.id)
+    assert await ledger.balance(user) == Balance(15, 0)
+    assert await ledger.audit() == []
+
+
+async def test_a_reused_idempotency_key_returns_the_first_job_held_once(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    first = await queued_job(store, user, key="k-1")
+    again, created = await store.create_queued(make_job(user, key="k-1", prompt="other"))
+    assert not created
+    assert again.id == first.id and again.params.prompt == first.params.prompt
+    assert await store.get_by_idempotency_key(user, "k-1") == first
+    assert await JobRow.filter(user_id=user).count() == 1
+    assert await HoldRow.filter(user_id=user).count() == 1
+    assert await ledger.balance(user) == Balance(80, 20)
+    assert await ledger.audit() == []
+
+
+async def test_the_same_key_of_two_users_makes_two_jobs(store: TortoiseJobStore) -> None:
+    alice, bob = await make_user(100), await make_user(100)
+    a = await queued_job(store, alice, key="shared")
+    b = await queued_job(store, bob, key="shared")
+    assert a.id != b.id
+    assert await store.get_by_idempotency_key(bob, "shared") == b
+    assert await store.get_by_idempotency_key(alice, "missing") is None
+
+
+async def test_concurrent_submissions_with_one_key_make_one_job(
+    any_db: str, store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    attempts = [make_job(user, key="same-key") for _ in range(6)]
+    outcomes = await on_own_connections(
+        any_db, [lambda j=j: TortoiseJobStore(TortoiseLedger()).create_queued(j) for j in attempts]
+    )
+    assert [created for _, created in outcomes].count(True) == 1
+    assert len({job.id for job, _ in outcomes}) == 1
+    assert await JobRow.filter(user_id=user).count() == 1
+    assert await ledger.balance(user) == Balance(80, 20)
+    assert await ledger.audit() == []
+
+
+# ---------------------------------------------------------------- compare-and-set moves
+
+
+async def test_dispatch_run_and_back_to_queue_are_compare_and_set(
+    store: TortoiseJobStore,
+) -> None:
+    user = await make_user(100)
+    job = await queued_job(store, user)
+    assert await store.mark_running(job.id, T0) is None  # not dispatched yet
+    assert await store.back_to_queue(job.id) is None  # already waiting
+
+    dispatched = await store.mark_dispatched(job.id, BACKEND, T0)
+    assert dispatched is not None
+    assert (dispatched.status, dispatched.backend, dispatched.attempts) == (
+        JobStatus.DISPATCHED, BACKEND, 1,
+    )  # fmt: skip
+    assert dispatched.dispatched_at == T0
+    assert await store.mark_dispatched(job.id, BACKEND, T0) is None  # someone else has it
+
+    running = await store.mark_running(job.id, T0 + timedelta(seconds=1))
+    assert running is not None and running.status is JobStatus.RUNNING
+    assert running.started_at == T0 + timedelta(seconds=1)
+    assert await store.mark_running(job.id, T0) is None
+    await store.record_progress(job.id, 5, 20)
+
+    back = await store.back_to_queue(job.id)
+    assert back is not None and back.status is JobStatus.QUEUED
+    assert (back.backend, back.dispatched_at, back.started_at, back.progress_step) == (
+        None, None, None, None,
+    )  # fmt: skip
+    assert back.attempts == 1  # attempts count dispatches, kept across requeues
+    again = await store.mark_dispatched(job.id, BACKEND, T0)
+    assert again is not None and again.attempts == 2
+
+
+async def test_only_one_of_concurrent_dispatchers_wins(
+    any_db: str, store: TortoiseJobStore
+) -> None:
+    user = await make_user(100)
+    job = await queued_job(store, user)
+    backends = [BackendId(f"http://b{i}") for i in range(5)]
+    results = await on_own_connections(
+        any_db,
+        [lambda b=b: TortoiseJobStore(TortoiseLedger()).mark_dispatched(job.id, b, T0)
+         for b in backends],
+    )  # fmt: skip
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    stored = await store.get(job.id)
+    assert stored is not None and stored.backend == winners[0].backend and stored.attempts == 1
+
+
+async def test_progress_is_recorded_only_in_the_engine(store: TortoiseJobStore) -> None:
+    user = await make_user(100)
+    waiting = await queued_job(store, user)
+    await store.record_progress(waiting.id, 1, 20)
+    running = await in_engine(store, user)
+    await store.record_progress(running.id, 7, 20)
+    w, r = await store.get(waiting.id), await store.get(running.id)
+    assert w is not None and w.progress_step is None
+    assert r is not None and (r.progress_step, r.progress_max) == (7, 20)
+
+
+async def test_set_priority_changes_only_waiting_jobs(store: TortoiseJobStore) -> None:
+    user = await make_user(100)
+    job = await queued_job(store, user)
+    low = await store.set_priority(job.id, Priority.LOW, False)
+    assert low is not None and low.params.priority is Priority.LOW and not low.front
+    same = await store.set_priority(job.id, Priority.LOW, False)  # no row changes on MariaDB
+    assert same is not None and same.params.priority is Priority.LOW
+    front = await store.set_priority(job.id, Priority.URGENT, True)
+    assert front is not None and front.front and front.params.priority is Priority.URGENT
+    running = await in_engine(store, user)
+    assert await store.set_priority(running.id, Priority.LOW, False) is None
+    assert await store.set_priority(new_job_id(), Priority.LOW, False) is None
+
+
+# ---------------------------------------------------------------- settlement
+
+
+async def test_succeed_stores_images_and_captures_price_times_images(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    job = await in_engine(store, user)  # count 2: holds 20
+    done = await store.succeed(job.id, images(job, 1), PRICE, T0 + timedelta(minutes=1))
+    assert done is not None
+    assert (done.status, done.charged, done.finished_at) == (
+        JobStatus.SUCCEEDED, PRICE, T0 + timedelta(minutes=1),
+    )  # fmt: skip
+    assert await ImageRow.filter(job_id=job.id).count() == 1
+    assert await ledger.balance(user) == Balance(90, 0)
+    moves = await LedgerEntryRow.filter(job_id=job.id).order_by("id").values_list("kind", "amount")
+    assert moves == [(EntryKind.HOLD.value, 20), (EntryKind.CAPTURE.value, 10),
+                     (EntryKind.RELEASE.value, 10)]  # fmt: skip
+    assert await store.succeed(job.id, images(job, 2), PRICE, T0) is None
+    assert await store.finish_unpaid(job.id, JobStatus.FAILED, None, T0) is None
+    assert await ImageRow.filter(job_id=job.id).count() == 1
+    assert await ledger.audit() == []
+
+
+async def test_succeed_needs_a_job_in_the_engine(store: TortoiseJobStore) -> None:
+    user = await make_user(100)
+    job = await queued_job(store, user)
+    assert await store.succeed(job.id, images(job, 1), PRICE, T0) is None
+    assert await store.succeed(new_job_id(), [], PRICE, T0) is None
+
+
+async def test_concurrent_endings_settle_exactly_once(
+    any_db: str, store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    job = await in_engine(store, user)
+
+    def succeed(n: int) -> Callable[[], Awaitable[Job | None]]:
+        return lambda: TortoiseJobStore(TortoiseLedger()).succeed(job.id, images(job, n), PRICE, T0)
+
+    def cancel() -> Awaitable[Job | None]:
+        return TortoiseJobStore(TortoiseLedger()).finish_unpaid(
+            job.id, JobStatus.CANCELLED, None, T0
+        )
+
+    results = await on_own_connections(any_db, [succeed(2), succeed(1), succeed(2), cancel])
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    won = winners[0]
+    produced = await ImageRow.filter(job_id=job.id).count()
+    if won.status is JobStatus.SUCCEEDED:
+        assert produced in (1, 2) and won.charged == PRICE * produced
+    else:
+        assert won.status is JobStatus.CANCELLED and produced == 0 and won.charged == 0
+    assert await ledger.balance(user) == Balance(100 - (won.charged or 0), 0)
+    assert await HoldRow.filter(job_id=job.id, settled=True).count() == 1
+    assert await ledger.audit() == []
+
+
+async def test_concurrent_success_in_one_process_settles_once(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    job = await in_engine(store, user)
+    results = await asyncio.gather(
+        *(store.succeed(job.id, images(job, 2), PRICE, T0) for _ in range(8))
+    )
+    assert sum(r is not None for r in results) == 1
+    assert await ImageRow.filter(job_id=job.id).count() == 2
+    assert await ledger.balance(user) == Balance(80, 0)
+    assert await ledger.audit() == []
+
+
+async def test_finish_unpaid_releases_the_whole_hold(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    job = await in_engine(store, user)
+    failed = await store.finish_unpaid(job.id, JobStatus.FAILED, JobError("ENGINE", "x" * 5000), T0)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert failed.charged == 0 and failed.finished_at == T0
+    assert failed.error is not None and failed.error.code == "ENGINE"
+    assert 0 < len(failed.error.message) <= 2000
+    assert await ledger.balance(user) == Balance(100, 0)
+    assert await store.finish_unpaid(job.id, JobStatus.CANCELLED, None, T0) is None
+    assert await ledger.audit() == []
+
+
+async def test_finish_unpaid_respects_only_from(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    user = await make_user(100)
+    job = await in_engine(store, user)
+    only_waiting = frozenset({JobStatus.QUEUED})
+    assert await store.finish_unpaid(job.id, JobStatus.CANCELLED, None, T0, only_waiting) is None
+    assert await ledger.balance(user) == Balance(80, 20)
+    waiting = await queued_job(store, user)
+    cancelled = await store.finish_unpaid(waiting.id, JobStatus.CANCELLED, None, T0, only_waiting)
+    assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
+    assert await ledger.balance(user) == Balance(80, 20)
+    with pytest.raises(ValueError):
+        await store.finish_unpaid(job.id, JobStatus.SUCCEEDED, None, T0)
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def test_page_for_user_is_newest_first_and_continues_after(
+    store: TortoiseJobStore,
+) -> None:
+    user, other = await make_user(1000), await make_user(1000)
+    made = [
+        await queued_job(store, user, created_at=T0 + timedelta(seconds=i // 2), count=1)
+        for i in range(7)  # pairs share a timestamp: the id breaks the tie
+    ]
+    await queued_job(store, other, created_at=T0 + timedelta(hours=1), count=1)
+    expected = sorted(made, key=lambda j: (j.created_at, j.id), reverse=True)
+    seen: list[JobId] = []
+    after: JobId | None = None
+    while True:
+        page = await store.page_for_user(user, None, 3, after)
+        seen += [j.id for j in page.jobs]
+        if not page.has_more:
+            break
+        after = page.jobs[-1].id
+    assert seen == [j.id for j in expected]
+    everyone = await store.page_for_user(None, None, 100, None)
+    assert len(everyone.jobs) == 8 and everyone.jobs[0].user_id == other
+
+
+async def test_page_for_user_filters_by_status(store: TortoiseJobStore) -> None:
+    user = await make_user(1000)
+    waiting = await queued_job(store, user)
+    running = await in_engine(store, user)
+    page = await store.page_for_user(user, frozenset({JobStatus.RUNNING}), 10, None)
+    assert [j.id for j in page.jobs] == [running.id] and not page.has_more
+    page = await store.page_for_user(user, frozenset({JobStatus.QUEUED}), 10, None)
+    assert [j.id for j in page.jobs] == [waiting.id]
+
+
+async def test_count_unfinished_queued_and_in_engine(store: TortoiseJobStore) -> None:
+    user, other = await make_user(1000), await make_user(1000)
+    first = await queued_job(store, user, created_at=T0)
+    second = await queued_job(store, user, created_at=T0 + timedelta(seconds=1))
+    running = await in_engine(store, user)
+    ended = await in_engine(store, user)
+    await store.finish_unpaid(ended.id, JobStatus.FAILED, None, T0)
+    await queued_job(store, other)
+    assert await store.count_unfinished(user) == 3
+    assert await store.count_unfinished(other) == 1
+    queued = [j.id for j in await store.queued() if j.user_id == user]
+    assert queued == [first.id, second.id]
+    assert [j.id for j in await store.in_engine(BACKEND)] == [running.id]
+    assert await store.in_engine(BackendId("http://elsewhere")) == []
+    assert running.id in [j.id for j in await store.in_engine()]
