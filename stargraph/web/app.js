@@ -9,7 +9,14 @@ import { createBalanceView } from "./balance.js";
 import { byTestId, debounce, setVisible, showToast } from "./dom.js";
 import { createComposeForm } from "./form.js";
 import { createGallery } from "./gallery.js";
-import { applyTranslations, getLanguage, onLanguageChange, setLanguage, t } from "./i18n.js";
+import {
+  applyTranslations,
+  describeError,
+  getLanguage,
+  onLanguageChange,
+  setLanguage,
+  t,
+} from "./i18n.js";
 import { createJobsView } from "./jobs.js";
 import { startLiveEvents } from "./live.js";
 import { BOOTSTRAP, LOGOUT, QUEUE } from "./queries.js";
@@ -81,6 +88,8 @@ function onConnectionState(state, detail) {
     showToast(t("toast.reconnected"));
     balance.refresh();
     refreshQueue();
+    // with no event seen yet there is no cursor to resume from: reload the jobs instead
+    if (session?.live.lastCursor === null) jobs.loadActive().catch(() => {});
   }
   if (state === "closed" && detail.code === 4403) signOut(t("auth.expired"));
 }
@@ -110,8 +119,13 @@ async function startSession() {
   try {
     data = await api(BOOTSTRAP);
   } catch (error) {
+    if (error.code !== "UNAUTHENTICATED") {
+      showToast(describeError(error), "error"); // e.g. the server restarts: try again shortly
+      setTimeout(startSession, 3000);
+      return;
+    }
     tokenStore.clear();
-    auth.show(error.code === "UNAUTHENTICATED" ? t("auth.expired") : error.message);
+    auth.show(t("auth.expired"));
     return;
   }
   auth.hide();
