@@ -19,6 +19,11 @@ class EngineControl(Protocol):
         ...
 
 
+# A job can move between the read and the compare-and-set (claimed, started, requeued); a
+# few tries follow it. Each try either cancels it or sees it in a newer status.
+_CANCEL_TRIES = 3
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -34,6 +39,8 @@ def check_new_priority(principal: Principal, job: Job, priority: Priority, to_fr
 
 
 class JobControl:
+    """The use cases on existing jobs: `job`, `jobs`, `cancelJob`, `reprioritizeJob`."""
+
     def __init__(
         self,
         *,
@@ -63,29 +70,43 @@ class JobControl:
         limit: int,
         after: JobId | None,
     ) -> JobPage:
+        """The caller's own jobs, newest first; `after` is the last id of the previous page."""
         return await self._jobs.page_for_user(principal.user_id, statuses, limit, after)
 
     async def cancel(self, principal: Principal, job_id: JobId) -> Job:
+        """End a job as CANCELLED with its hold released: a waiting one leaves the queue, one
+        inside an engine is deleted or interrupted there. CONFLICT if it had already ended;
+        if it ends on its own meanwhile, that ending stands and the job is returned as is."""
         job = await self.get(principal, job_id)
         if job.is_terminal:
             raise Conflict(f"the job has already ended ({job.status.value})")
+        for _ in range(_CANCEL_TRIES):
+            cancelled = await self._cancel_from(job)
+            if cancelled is not None:
+                return cancelled
+            job = await self.get(principal, job_id)  # it moved on meanwhile: follow it
+            if job.is_terminal:
+                break
+        return job
+
+    async def _cancel_from(self, job: Job) -> Job | None:
+        """One compare-and-set attempt from the status the job was seen in."""
         if job.status is JobStatus.QUEUED:
             await self._queue.remove(job.id)
             cancelled = await self._finish_cancelled(job, only_from=frozenset({JobStatus.QUEUED}))
             if cancelled is not None:
                 await self._events.queue_moved()
-                return cancelled
-            job = await self.get(principal, job_id)  # a dispatcher took it meanwhile
+            return cancelled
         if job.status in IN_ENGINE:
             await self._engine.cancel(job)
-            cancelled = await self._finish_cancelled(job, only_from=IN_ENGINE)
-            if cancelled is not None:
-                return cancelled
-        return await self.get(principal, job_id)  # it ended on its own meanwhile
+            return await self._finish_cancelled(job, only_from=IN_ENGINE)
+        return None
 
     async def reprioritize(
         self, principal: Principal, job_id: JobId, priority: Priority | None, to_front: bool
     ) -> Job:
+        """Move a waiting job to another band (None keeps its band) or, admins only, to the
+        very front; owners may lower it or raise it back to NORMAL (`check_new_priority`)."""
         job = await self.get(principal, job_id)
         if job.status is not JobStatus.QUEUED:
             raise Conflict("only a waiting job can be reprioritised")
@@ -95,15 +116,16 @@ class JobControl:
         if updated is None:
             raise Conflict("the job left the queue meanwhile")
         position = await self._queue.reprioritize(job.id, new_priority, to_front)
-        await self._events.publish(
-            JobQueued(
-                job_id=job.id,
-                user_id=job.user_id,
-                at=self._clock(),
-                status=JobStatus.QUEUED,
-                position=position,
+        if position is not None:  # else a dispatcher has just claimed it
+            await self._events.publish(
+                JobQueued(
+                    job_id=job.id,
+                    user_id=job.user_id,
+                    at=self._clock(),
+                    status=JobStatus.QUEUED,
+                    position=position,
+                )
             )
-        )
         await self._events.queue_moved()
         return updated
 

@@ -1,7 +1,11 @@
 """Submitting a text-to-image job: the path from a user's request to a waiting job.
 
-validate → idempotency → per-user limits → translate → render → hold + QUEUED row (one
-transaction) → enqueue → event. A rejection at any step leaves nothing behind.
+validate → idempotency → per-user limits → translate (prompt and negative prompt) → render
+→ hold + QUEUED row (one transaction) → enqueue → event. A rejection leaves no job, no hold
+and nothing queued; one refused after the rate limit counted it (translation unavailable,
+not enough points) has used its turn, as the model was asked or the database was.
+A crash between the commit and the enqueue loses nothing: `restore_queue` (the sweeper)
+puts QUEUED jobs that the queue lacks back in it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Protocol
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.errors import Forbidden, QueueFull
 from stargraph.domain.events import EventBus, JobQueued
-from stargraph.domain.jobs import Job, JobParams, JobStatus, JobStore
+from stargraph.domain.jobs import Job, JobParams, JobStatus, JobStore, TranslationState
 from stargraph.domain.params import SubmitRequest, validate
 from stargraph.domain.queue import JobQueue, QueuedJob
 from stargraph.domain.translation import PromptTranslator, enhance
@@ -24,8 +28,22 @@ from stargraph.domain.workflows import WorkflowCatalog
 
 USER_PRIORITIES = frozenset({Priority.LOW, Priority.NORMAL})
 
+# How far a job's prompts are from what the user wrote reaching the engine in English.
+_TRANSLATION_RANK = {
+    TranslationState.NOT_NEEDED: 0,
+    TranslationState.TRANSLATED: 1,
+    TranslationState.PASSTHROUGH: 2,
+}
+
+
+def worst_translation(*states: TranslationState) -> TranslationState:
+    """The job's translation state from its prompts': PASSTHROUGH if any fell back."""
+    return max(states, key=_TRANSLATION_RANK.__getitem__)
+
 
 class Limiter(Protocol):
+    """Per-key rate limits (`broker.limits.RateLimiter`)."""
+
     async def hit(self, key: str, limit: int, window_s: float) -> None:
         """Count one use of `key`; raise RateLimited past `limit` per window."""
         ...
@@ -33,6 +51,8 @@ class Limiter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SubmitPolicy:
+    """The numbers a submission is checked and charged against (from the settings)."""
+
     price_per_image: int
     submits_per_minute: int
     max_queued_per_user: int
@@ -41,6 +61,8 @@ class SubmitPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
+    """The job, and its 1-based queue position (None when it is not waiting)."""
+
     job: Job
     position: int | None
 
@@ -50,6 +72,8 @@ def _now() -> datetime:
 
 
 class Submitter:
+    """The `submitText2Image` use case."""
+
     def __init__(
         self,
         *,
@@ -77,19 +101,18 @@ class Submitter:
 
     async def submit(self, principal: Principal, request: SubmitRequest) -> Submitted:
         """Validate, charge (hold) and queue one job; the same idempotency key returns the
-        job created the first time, held once."""
+        job created the first time, held once. Any refusal leaves no job, no hold and
+        nothing queued."""
         params = self._validate(principal, request)
-        if request.idempotency_key is not None:
-            existing = await self._jobs.get_by_idempotency_key(
-                principal.user_id, request.idempotency_key
-            )
+        key = request.idempotency_key
+        if key is not None:
+            existing = await self._jobs.get_by_idempotency_key(principal.user_id, key)
             if existing is not None:
-                return Submitted(existing, await self._queue.position(existing.id))
+                return Submitted(existing, await self._position_of(existing))
         await self._check_limits(principal)
-        job = await self._prepare(principal, params, request.idempotency_key)
-        job, created = await self._jobs.create_queued(job)
-        if not created:
-            return Submitted(job, await self._queue.position(job.id))
+        job, created = await self._jobs.create_queued(await self._prepare(principal, params, key))
+        if not created:  # a concurrent submission with the same key won
+            return Submitted(job, await self._position_of(job))
         return Submitted(job, await self._enqueue(job))
 
     def _validate(self, principal: Principal, request: SubmitRequest) -> JobParams:
@@ -101,20 +124,30 @@ class Submitter:
         return params
 
     async def _check_limits(self, principal: Principal) -> None:
+        """The queued-jobs cap first: a submission it refuses uses no rate-limit turn."""
+        limit = self._policy.max_queued_per_user
+        if await self._jobs.count_unfinished(principal.user_id) >= limit:
+            raise QueueFull(f"you already have {limit} unfinished jobs; wait for some to finish")
         await self._limiter.hit(
             f"submit:{principal.user_id}", self._policy.submits_per_minute, 60.0
         )
-        if await self._jobs.count_unfinished(principal.user_id) >= self._policy.max_queued_per_user:
-            raise QueueFull(
-                f"you already have {self._policy.max_queued_per_user} unfinished jobs; "
-                "wait for some to finish"
-            )
+
+    async def _position_of(self, job: Job) -> int | None:
+        """A known job's place; a QUEUED one the queue lacks (its submitter is between the
+        commit and the enqueue, or crashed there) is enqueued now."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        position = await self._queue.position(job.id)
+        if position is None:
+            position = await _put_back(self._jobs, self._queue, job)
+        return position
 
     async def _prepare(self, principal: Principal, params: JobParams, key: str | None) -> Job:
         workflow = self._catalog.get(params.workflow)
-        outcome = await self._translator.translate(params.prompt)
+        prompt = await self._translator.translate(params.prompt)
+        negative_prompt = await self._translator.translate(params.negative_prompt)
         positive, negative = enhance(
-            outcome.text, params.negative_prompt, workflow.prompt_prefix, workflow.negative_suffix
+            prompt.text, negative_prompt.text, workflow.prompt_prefix, workflow.negative_suffix
         )
         job_id = new_job_id()
         graph = self._catalog.render(params.workflow, job_id, params, positive, negative)
@@ -125,8 +158,8 @@ class Submitter:
             params=params,
             positive_prompt=positive,
             effective_negative_prompt=negative,
-            translated_prompt=outcome.translated,
-            translation=outcome.state,
+            translated_prompt=prompt.translated,
+            translation=worst_translation(prompt.state, negative_prompt.state),
             cost=params.count * self._policy.price_per_image,
             created_at=self._clock(),
             graph=graph,
@@ -152,10 +185,28 @@ class Submitter:
 
 async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:
     """Put every QUEUED job that the queue does not hold back in it (after a crash between
-    the commit and the enqueue, or an emptied Redis); returns the ids put back."""
+    the commit and the enqueue, or an emptied Redis), oldest first; returns the ids put back.
+
+    Jobs leased to a dispatcher are left alone (the queue's enqueue is a no-op for them, and
+    an expired lease returns the job by itself). A job whose row left QUEUED since it was
+    listed is skipped: each one is read again right before it is enqueued.
+    """
     waiting = await jobs.queued()
     positions = await queue.positions([job.id for job in waiting])
-    missing = [job for job in waiting if positions.get(job.id) is None]
-    for job in missing:
-        await queue.enqueue(QueuedJob(job.id, job.user_id, job.params.priority, job.front))
-    return [job.id for job in missing]
+    restored: list[JobId] = []
+    for job in waiting:
+        if positions.get(job.id) is None and await _put_back(jobs, queue, job) is not None:
+            restored.append(job.id)
+    return restored
+
+
+async def _put_back(jobs: JobStore, queue: JobQueue, job: Job) -> int | None:
+    """Enqueue a job the queue does not show as waiting, if its row is still QUEUED; its
+    position, or None when it is not waiting (leased to a dispatcher, or moved on)."""
+    current = await jobs.get(job.id)
+    if current is None or current.status is not JobStatus.QUEUED:
+        return None
+    position = await queue.enqueue(
+        QueuedJob(current.id, current.user_id, current.params.priority, current.front)
+    )
+    return position or None  # 0: leased, a dispatcher has it
