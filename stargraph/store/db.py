@@ -121,44 +121,76 @@ async def migrate(url: str) -> list[str]:
 
 
 async def create_database(url: str) -> None:
-    """Create the (server) database named in the URL; SQLite files create themselves."""
-    await _server_admin(url, "CREATE DATABASE {}")
+    """Create what the URL names: a server database, or on PostgreSQL with `?schema=NAME` that
+    schema (and its database if missing). SQLite files create themselves."""
+    engine, cred = engine_of(url), expand_db_url(url)["credentials"]
+    if engine == "mysql":
+        await _mysql(cred, f"CREATE DATABASE {_quoted(cred['database'], '`')}")
+    elif engine == "postgres":
+        if cred.get("schema"):
+            await _ensure_postgres_database(cred)
+            await _postgres(cred, cred["database"], f"CREATE SCHEMA {_quoted(cred['schema'])}")
+        else:
+            await _postgres(cred, "postgres", f"CREATE DATABASE {_quoted(cred['database'])}")
 
 
 async def drop_database(url: str) -> None:
-    """Drop the database named in the URL (closing its sessions on PostgreSQL) or the file."""
-    if engine_of(url) == "sqlite":
-        path = Path(expand_db_url(url)["credentials"]["file_path"])
+    """Drop what `create_database` made (closing other sessions on PostgreSQL), or the file."""
+    engine, cred = engine_of(url), expand_db_url(url)["credentials"]
+    if engine == "sqlite":
+        path = Path(cred["file_path"])
         for suffix in ("", "-wal", "-shm"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
-        return
-    drop = "DROP DATABASE IF EXISTS {}"
-    await _server_admin(url, drop + (" WITH (FORCE)" if engine_of(url) == "postgres" else ""))
+    elif engine == "mysql":
+        await _mysql(cred, f"DROP DATABASE IF EXISTS {_quoted(cred['database'], '`')}")
+    elif cred.get("schema"):
+        drop = f"DROP SCHEMA IF EXISTS {_quoted(cred['schema'])} CASCADE"
+        await _postgres(cred, cred["database"], drop)
+    else:
+        drop = f"DROP DATABASE IF EXISTS {_quoted(cred['database'])} WITH (FORCE)"
+        await _postgres(cred, "postgres", drop)
 
 
-async def _server_admin(url: str, statement: str) -> None:
-    engine = engine_of(url)
-    if engine == "sqlite":
-        return
-    cred = expand_db_url(url)["credentials"]
-    name = cred["database"]
+def _quoted(name: str | None, quote: str = '"') -> str:
     if not name or not name.replace("_", "").isalnum():
-        raise ValueError(f"refusing database name {name!r}")
-    if engine == "postgres":
-        conn = await asyncpg.connect(
-            host=cred["host"], port=cred["port"], user=cred["user"],
-            password=cred["password"], database="postgres",
-        )  # fmt: skip
-        try:
-            await conn.execute(statement.format(f'"{name}"'))
-        finally:
-            await conn.close()
-        return
+        raise ValueError(f"refusing database or schema name {name!r}")
+    return f"{quote}{name}{quote}"
+
+
+async def _ensure_postgres_database(cred: dict[str, Any]) -> None:
+    """Create the database unless it exists; an advisory lock serialises concurrent callers
+    (PostgreSQL refuses two CREATE DATABASE copying template1 at once)."""
+    conn = await _postgres_connect(cred, "postgres")
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtext('stargraph:create_database'))")
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", cred["database"])
+        if not exists:
+            await conn.execute(f"CREATE DATABASE {_quoted(cred['database'])}")
+    finally:
+        await conn.close()  # also releases the lock
+
+
+async def _postgres_connect(cred: dict[str, Any], database: str) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=cred["host"], port=cred["port"], user=cred["user"],
+        password=cred["password"], database=database,
+    )  # fmt: skip
+
+
+async def _postgres(cred: dict[str, Any], database: str, statement: str) -> None:
+    conn = await _postgres_connect(cred, database)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _mysql(cred: dict[str, Any], statement: str) -> None:
     conn = await asyncmy.connect(
         host=cred["host"], port=cred["port"], user=cred["user"], password=cred["password"] or ""
     )
     try:
         async with conn.cursor() as cursor:
-            await cursor.execute(statement.format(f"`{name}`"))
+            await cursor.execute(statement)
     finally:
         await conn.ensure_closed()

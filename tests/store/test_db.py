@@ -29,7 +29,7 @@ async def _tables() -> set[str]:
     conn = connections.get("default")
     queries = {
         "sqlite": "SELECT name FROM sqlite_master WHERE type='table'",
-        "postgres": "SELECT tablename AS name FROM pg_tables WHERE schemaname='public'",
+        "postgres": "SELECT tablename AS name FROM pg_tables WHERE schemaname=current_schema()",
         "mysql": "SELECT table_name AS name FROM information_schema.tables"
         " WHERE table_schema=DATABASE()",
     }
