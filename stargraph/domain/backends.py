@@ -1,0 +1,273 @@
+"""The ComfyUI backends as one worker process sees them, and the ports that reach them.
+
+`BackendPool` keeps, per backend: health (socket up, not backing off), a hint of the
+in-flight count, the last error, the last checkpoint it ran and measured run times. The
+hint comes from the shared `SlotBook` (Redis), which is the arbiter between processes:
+a slot is reserved atomically there before a job is sent, so `max_inflight` holds across
+any number of dispatcher processes. The pool's `changed` signal wakes the dispatcher
+when a slot is freed (here or, through the SlotBook, in another process) or a backend
+comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stargraph.domain.capabilities import Capabilities
+from stargraph.domain.types import BackendId, JobId
+
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 30.0
+_RUN_TIME_WEIGHT = 0.2  # exponential moving average of measured run times
+
+
+class BackendRejected(Exception):
+    """The backend refused the job as invalid (HTTP 400); retrying cannot help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BackendUnreachable(Exception):
+    """The request surely did not reach the backend (connection refused, DNS, ...)."""
+
+
+class BackendUncertain(Exception):
+    """The request may have reached the backend (timeout after sending, 5xx): the job is
+    left to reconciliation, which looks at the backend's queue and history."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputImage:
+    """A file a backend wrote, as `executed` and `/history` name it (for `/view`)."""
+
+    filename: str
+    subfolder: str = ""
+    type: str = "output"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineQueue:
+    """A backend's own queue: prompt id → the client id it was posted with."""
+
+    running: Mapping[JobId, str | None]
+    pending: Mapping[JobId, str | None]
+
+    def holds(self, job_id: JobId) -> bool:
+        return job_id in self.running or job_id in self.pending
+
+    def client_of(self, job_id: JobId) -> str | None:
+        return self.running.get(job_id) or self.pending.get(job_id)
+
+
+class EngineGateway(Protocol):
+    """Every call the engine makes to a backend over HTTP (ComfyUI in production)."""
+
+    async def post(
+        self, backend: BackendId, job_id: JobId, graph: dict[str, Any], client_id: str
+    ) -> None:
+        """Queue `graph` under prompt id `job_id`; raises BackendRejected, BackendUnreachable
+        or BackendUncertain."""
+        ...
+
+    async def queue(self, backend: BackendId) -> EngineQueue: ...
+
+    async def history(self, backend: BackendId, job_id: JobId) -> Mapping[str, Any] | None:
+        """The job's history entry; None when the backend has none (yet, or any more)."""
+        ...
+
+    async def fetch(self, backend: BackendId, image: OutputImage) -> bytes: ...
+
+    async def capabilities(self, backend: BackendId) -> Capabilities:
+        """Checkpoints, samplers and schedulers the backend offers (`/object_info`)."""
+        ...
+
+    async def forget(self, backend: BackendId, job_id: JobId) -> None:
+        """Delete the job's history entry."""
+        ...
+
+    async def interrupt(self, backend: BackendId, job_id: JobId) -> None:
+        """Stop the job if it is the one running (no-op otherwise)."""
+        ...
+
+    async def delete_pending(self, backend: BackendId, job_id: JobId) -> None:
+        """Drop the job from the backend's queue if it waits there (no-op otherwise)."""
+        ...
+
+
+class SlotBook(Protocol):
+    """In-flight slots per backend, shared by every worker process.
+
+    A slot belongs to one job id, so every operation is idempotent per job.
+    """
+
+    async def reserve(
+        self, backend: BackendId, job_id: JobId, limit: int, ttl_s: float
+    ) -> tuple[bool, int]:
+        """Take a slot for the job if fewer than `limit` are taken; a reservation that is not
+        confirmed within `ttl_s` lapses (its dispatcher died). Returns whether the job holds
+        a slot now, and the backend's in-flight count."""
+        ...
+
+    async def confirm(self, backend: BackendId, job_id: JobId) -> None:
+        """The backend holds the job now: keep the slot until it is released."""
+        ...
+
+    async def release(self, backend: BackendId, job_id: JobId) -> int:
+        """Free the job's slot (no-op if it holds none) and tell every process; returns the
+        backend's in-flight count after it."""
+        ...
+
+    async def counts(self, backends: Sequence[BackendId]) -> dict[BackendId, int]: ...
+
+    async def held(self, backend: BackendId) -> list[JobId]:
+        """The jobs holding a confirmed slot (not those merely reserved)."""
+        ...
+
+    def releases(self) -> AsyncIterator[tuple[BackendId, int]]:
+        """(backend, in-flight count) after each release by any process."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    """One backend as the admin `backends` query and the queue ETA see it."""
+
+    url: BackendId
+    healthy: bool
+    inflight: int
+    max_inflight: int
+    last_error: str | None
+    last_checkpoint: str | None
+    mean_run_s: float | None  # measured engine time per job; None before the first one
+
+
+@dataclass(slots=True)
+class _State:
+    connected: bool = False
+    backoff_until: float = 0.0
+    backoff_s: float = 0.0
+    inflight: int = 0
+    last_error: str | None = None
+    last_checkpoint: str | None = None
+    mean_run_s: float | None = None
+    wakeup: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class BackendPool:
+    def __init__(
+        self,
+        backends: Iterable[BackendId],
+        max_inflight: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_inflight = max_inflight
+        self._states = {BackendId(b): _State() for b in backends}
+        self._clock = clock
+        self._changed = asyncio.Event()
+
+    @property
+    def backends(self) -> tuple[BackendId, ...]:
+        return tuple(self._states)
+
+    def is_healthy(self, backend: BackendId) -> bool:
+        state = self._states[backend]
+        return state.connected and self._clock() >= state.backoff_until
+
+    def mark_up(self, backend: BackendId) -> None:
+        """The backend's socket is connected (again): it may receive jobs."""
+        state = self._states[backend]
+        state.connected = True
+        state.backoff_until = 0.0
+        state.backoff_s = 0.0
+        self.signal()
+
+    def mark_down(self, backend: BackendId, error: str) -> None:
+        """The socket is down: no new jobs until `mark_up`."""
+        state = self._states[backend]
+        state.connected = False
+        state.last_error = error
+
+    def back_off(self, backend: BackendId, error: str) -> float:
+        """A send failed: keep new jobs away for a growing delay; returns the delay."""
+        state = self._states[backend]
+        state.last_error = error
+        state.backoff_s = min(_BACKOFF_MAX_S, max(_BACKOFF_FIRST_S, state.backoff_s * 2))
+        state.backoff_until = self._clock() + state.backoff_s
+        if state.wakeup is not None:
+            state.wakeup.cancel()
+        # a timer that only wakes the dispatcher when the back-off ends; nothing polls
+        state.wakeup = asyncio.get_running_loop().call_later(state.backoff_s, self.signal)
+        return state.backoff_s
+
+    def note_error(self, backend: BackendId, error: str) -> None:
+        self._states[backend].last_error = error
+
+    def set_inflight(self, backend: BackendId, count: int) -> None:
+        """Record the shared in-flight count (a hint; the SlotBook decides)."""
+        state = self._states.get(backend)
+        if state is None:
+            return
+        freed = count < state.inflight
+        state.inflight = max(0, count)
+        if freed or count < self.max_inflight:
+            self.signal()
+
+    def note_checkpoint(self, backend: BackendId, checkpoint: str) -> None:
+        self._states[backend].last_checkpoint = checkpoint
+
+    def note_run_time(self, backend: BackendId, seconds: float) -> None:
+        state = self._states[backend]
+        if state.mean_run_s is None:
+            state.mean_run_s = seconds
+        else:
+            state.mean_run_s += _RUN_TIME_WEIGHT * (seconds - state.mean_run_s)
+
+    def has_free_slot(self) -> bool:
+        return any(self._is_free(b) for b in self._states)
+
+    def candidates(self, checkpoint: str | None) -> list[BackendId]:
+        """Healthy backends with a free slot: those that last ran `checkpoint` first, then
+        the least loaded."""
+        free = [b for b in self._states if self._is_free(b)]
+        return sorted(
+            free,
+            key=lambda b: (
+                self._states[b].last_checkpoint != checkpoint,
+                self._states[b].inflight,
+            ),
+        )
+
+    def signal(self) -> None:
+        """Wake whoever waits for a slot (a slot was freed or a backend came back)."""
+        self._changed.set()
+
+    async def wait_for_slot(self) -> None:
+        """Return once some healthy backend has a free slot (by the current hints)."""
+        while True:
+            self._changed.clear()
+            if self.has_free_slot():
+                return
+            await self._changed.wait()
+
+    def snapshot(self) -> list[BackendStatus]:
+        return [
+            BackendStatus(
+                url=b,
+                healthy=self.is_healthy(b),
+                inflight=s.inflight,
+                max_inflight=self.max_inflight,
+                last_error=s.last_error,
+                last_checkpoint=s.last_checkpoint,
+                mean_run_s=s.mean_run_s,
+            )
+            for b, s in self._states.items()
+        ]
+
+    def _is_free(self, backend: BackendId) -> bool:
+        return self.is_healthy(backend) and self._states[backend].inflight < self.max_inflight

@@ -1,0 +1,217 @@
+"""The dispatcher: a free slot and a waiting job meet, and the job goes to a backend.
+
+One step (`dispatch_once`): wait for a free slot (pool signal) → claim the best waiting job
+with a lease (or wait for work: queue signal) → reserve a slot on the best backend for its
+checkpoint (shared SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST with
+prompt id = job id and client id = that backend's listener → confirm the slot and ack.
+
+Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
+job that never reached the backend is found by reconciliation (neither in the backend's
+queue nor in its history) and goes back to the queue. Several dispatcher processes need no
+lock: the queue's atomic claim hands each job to one of them, and the SlotBook's atomic
+reservation keeps each backend at `max_inflight`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from stargraph.domain.backends import (
+    BackendPool,
+    BackendRejected,
+    BackendUncertain,
+    BackendUnreachable,
+    EngineGateway,
+    SlotBook,
+)
+from stargraph.domain.events import EventBus, JobDispatched, JobFailed
+from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore
+from stargraph.domain.queue import Claim, JobQueue, QueuedJob
+from stargraph.domain.types import BackendId
+
+log = logging.getLogger(__name__)
+
+REJECTED = "COMFY_VALIDATION"
+UNREACHABLE = "DISPATCH_FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    lease_s: float
+    max_attempts: int
+    # A safety net only: the queue's signal wakes the dispatcher at once when work arrives;
+    # this bounds the wait should a signal ever be lost (e.g. while Redis restarts).
+    idle_wait_s: float = 5.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        jobs: JobStore,
+        events: EventBus,
+        pool: BackendPool,
+        slots: SlotBook,
+        gateway: EngineGateway,
+        client_ids: Mapping[BackendId, str],
+        policy: DispatchPolicy,
+        sent: Callable[[Job, BackendId], None] | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._queue = queue
+        self._jobs = jobs
+        self._events = events
+        self._pool = pool
+        self._slots = slots
+        self._gateway = gateway
+        self._client_ids = client_ids
+        self._policy = policy
+        self._sent = sent  # tells this process's listener what to expect, before the POST
+        self._clock = clock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop` is set; a send under way when it is set still completes."""
+        while not stop.is_set():
+            if not await _unless_stopped(self._pool.wait_for_slot(), stop):
+                return
+            claim = await self._claim()
+            if claim is None:
+                await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
+                continue
+            await self._dispatch(claim)
+
+    async def dispatch_once(self) -> bool:
+        """One step: wait for a slot, then dispatch one job if any waits (else wait for work).
+        True when a job was taken from the queue."""
+        await self._pool.wait_for_slot()
+        claim = await self._claim()
+        if claim is None:
+            await self._queue.wait_for_work(self._policy.idle_wait_s)
+            return False
+        await self._dispatch(claim)
+        return True
+
+    async def _claim(self) -> Claim | None:
+        hint = self._pool.candidates(None)
+        if not hint:
+            return None
+        return await self._queue.claim(hint[0], self._policy.lease_s)
+
+    async def _dispatch(self, claim: Claim) -> None:
+        job = await self._jobs.get(claim.job_id)
+        if job is None or job.status is not JobStatus.QUEUED:
+            await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
+            return
+        backend = await self._reserve(job)
+        if backend is None:
+            await self._queue.requeue(job.id)  # another process took the slot first
+            return
+        dispatched = await self._jobs.mark_dispatched(job.id, backend, self._clock())
+        if dispatched is None:  # cancelled meanwhile
+            await self._free(backend, job)
+            await self._queue.ack(claim)
+            return
+        await self._publish_dispatched(dispatched)
+        await self._send(claim, dispatched, backend)
+
+    async def _reserve(self, job: Job) -> BackendId | None:
+        for backend in self._pool.candidates(job.params.model):
+            taken, count = await self._slots.reserve(
+                backend, job.id, self._pool.max_inflight, self._policy.lease_s
+            )
+            self._pool.set_inflight(backend, count)
+            if taken:
+                return backend
+        return None
+
+    async def _send(self, claim: Claim, job: Job, backend: BackendId) -> None:
+        if self._sent is not None:
+            self._sent(job, backend)
+        try:
+            await self._gateway.post(backend, job.id, job.graph, self._client_ids[backend])
+        except BackendRejected as exc:
+            await self._free(backend, job)
+            await self._fail(job, REJECTED, exc.message)
+        except BackendUnreachable as exc:
+            self._pool.back_off(backend, f"send failed: {exc}")
+            await self._free(backend, job)
+            await self._retry_or_fail(job, str(exc))
+        except BackendUncertain as exc:
+            # It may be inside the backend: keep it DISPATCHED there (slot held) and let
+            # reconciliation look at the backend's queue and history before anything else.
+            self._pool.back_off(backend, f"send uncertain: {exc}")
+            await self._slots.confirm(backend, job.id)
+        else:
+            await self._slots.confirm(backend, job.id)
+            self._pool.note_checkpoint(backend, job.params.model)
+        await self._queue.ack(claim)
+
+    async def _free(self, backend: BackendId, job: Job) -> None:
+        self._pool.set_inflight(backend, await self._slots.release(backend, job.id))
+
+    async def _retry_or_fail(self, job: Job, reason: str) -> None:
+        if job.attempts >= self._policy.max_attempts:
+            await self._fail(job, UNREACHABLE, f"no backend took the job: {reason}")
+            return
+        if await self._jobs.back_to_queue(job.id) is not None:
+            await self._requeue(job)
+
+    async def _requeue(self, job: Job) -> None:
+        if not await self._queue.requeue(job.id):
+            await self._queue.enqueue(
+                QueuedJob(job.id, job.user_id, job.params.priority, job.front)
+            )
+        await self._events.queue_moved()
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        failed = await self._jobs.finish_unpaid(
+            job.id, JobStatus.FAILED, JobError(code, message), self._clock()
+        )
+        if failed is None:
+            return
+        log.info("job %s failed at dispatch: %s", job.id, message)
+        await self._events.publish(
+            JobFailed(
+                job_id=job.id,
+                user_id=job.user_id,
+                at=self._clock(),
+                status=JobStatus.FAILED,
+                code=code,
+                message=message,
+            )
+        )
+
+    async def _publish_dispatched(self, job: Job) -> None:
+        await self._events.publish(
+            JobDispatched(
+                job_id=job.id, user_id=job.user_id, at=self._clock(), status=JobStatus.DISPATCHED
+            )
+        )
+
+
+async def _unless_stopped(waiting: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Await `waiting` unless `stop` is set first (then cancel it); True when it finished."""
+    task = asyncio.ensure_future(waiting)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopper):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if task.cancelled():
+        return False
+    task.result()  # re-raise what the wait raised
+    return True

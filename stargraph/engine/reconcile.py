@@ -1,0 +1,150 @@
+"""Reconciliation: make the jobs table agree with what one backend really holds.
+
+Run by the listener on every (re)connect, when a `status` broadcast says the backend's queue
+moved while it watches jobs posted by another process, and on its housekeeping tick. For
+every job the table says is DISPATCHED/RUNNING on the backend:
+
+- still in the backend's queue: leave it (or fail it past its timeout, then interrupt it);
+- finished (`/history/{id}`): end it from the history (images, then settlement);
+- in neither, and not dispatched moments ago (a POST may still be on its way): the backend
+  forgot it (restart, queue deleted) → back to its old place in the queue, or FAILED once
+  it has used its attempts.
+
+The queue is read before the history: a job leaves ComfyUI's queue only after its history
+entry is written, so "not queued, then no history" really means gone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from stargraph.domain.backends import EngineGateway, EngineQueue, SlotBook
+from stargraph.domain.jobs import Job, JobStatus, JobStore
+from stargraph.domain.progress import follow, outcome_of_history
+from stargraph.domain.types import BackendId, JobId
+from stargraph.engine.results import Finisher
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = "TIMEOUT"
+LOST = "ENGINE_LOST"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcilePolicy:
+    job_timeout_s: float
+    post_grace_s: float  # how long a just-dispatched job may be missing from the backend
+    max_attempts: int
+
+
+@dataclass(slots=True)
+class Report:
+    """What one pass found."""
+
+    in_flight: set[JobId] = field(default_factory=set)  # what the table says runs here
+    foreign: set[JobId] = field(default_factory=set)  # running here for another client id
+    ended: set[JobId] = field(default_factory=set)
+    requeued: set[JobId] = field(default_factory=set)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        backend: BackendId,
+        client_id: str,
+        engine: EngineGateway,
+        jobs: JobStore,
+        finisher: Finisher,
+        slots: SlotBook,
+        policy: ReconcilePolicy,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._backend = backend
+        self._client_id = client_id
+        self._engine = engine
+        self._jobs = jobs
+        self._finisher = finisher
+        self._slots = slots
+        self._policy = policy
+        self._clock = clock
+
+    async def reconcile(
+        self, only: Collection[JobId] | None = None, skip: Collection[JobId] = ()
+    ) -> Report:
+        """One pass over this backend's in-flight jobs (or only those in `only`)."""
+        report = Report()
+        jobs = [
+            job
+            for job in await self._jobs.in_engine(self._backend)
+            if job.id not in skip and (only is None or job.id in only)
+        ]
+        report.in_flight = {job.id for job in jobs}
+        if not jobs:
+            return report
+        queue = await self._engine.queue(self._backend)
+        for job in jobs:
+            await self._one(job, queue, report)
+        return report
+
+    async def _one(self, job: Job, queue: EngineQueue, report: Report) -> None:
+        if queue.holds(job.id):
+            await self._still_there(job, queue, report)
+            return
+        entry = await self._engine.history(self._backend, job.id)
+        outcome = outcome_of_history(follow(job), entry) if entry else None
+        if outcome is not None:
+            await self._slots.release(self._backend, job.id)
+            await self._finisher.end(job, self._backend, outcome)
+            report.ended.add(job.id)
+        elif not self._maybe_in_transit(job):
+            await self._forgotten(job, report)
+
+    async def _still_there(self, job: Job, queue: EngineQueue, report: Report) -> None:
+        if self._timed_out(job):
+            await self.time_out(job, queue)
+            report.ended.add(job.id)
+            return
+        if job.id in queue.running and job.status is JobStatus.DISPATCHED:
+            await self._jobs.mark_running(job.id, self._clock())  # its start was not seen
+        if queue.client_of(job.id) != self._client_id:
+            report.foreign.add(job.id)
+
+    async def time_out(self, job: Job, queue: EngineQueue) -> None:
+        """FAILED first (so the interrupt's echo cannot turn it into CANCELLED), then stop it
+        inside the backend."""
+        await self._finisher.fail(
+            job, TIMEOUT, f"the job ran longer than {self._policy.job_timeout_s:g} s"
+        )
+        if job.id in queue.pending:
+            await self._engine.delete_pending(self._backend, job.id)
+            await self._slots.release(self._backend, job.id)
+        else:
+            await self._engine.interrupt(self._backend, job.id)  # its end frees the slot
+
+    async def _forgotten(self, job: Job, report: Report) -> None:
+        await self._slots.release(self._backend, job.id)
+        if job.attempts >= self._policy.max_attempts:
+            await self._finisher.fail(
+                job, LOST, f"the engine lost the job {job.attempts} times", self._backend
+            )
+            report.ended.add(job.id)
+        elif await self._finisher.requeue(job):
+            report.requeued.add(job.id)
+
+    def _timed_out(self, job: Job) -> bool:
+        since = job.started_at or job.dispatched_at
+        limit = timedelta(seconds=self._policy.job_timeout_s)
+        return since is not None and self._clock() - since > limit
+
+    def _maybe_in_transit(self, job: Job) -> bool:
+        sent = job.dispatched_at
+        grace = timedelta(seconds=self._policy.post_grace_s)
+        return sent is not None and self._clock() - sent < grace

@@ -1,0 +1,135 @@
+"""In-flight slots per backend in Redis, shared by every worker process.
+
+One sorted set per backend holds the ids of the jobs that occupy its slots. A reservation
+made before sending is scored with its expiry (server clock, ms), so the slot of a
+dispatcher that dies before sending lapses by itself; once the backend holds the job the
+score becomes +inf and only a release (or the sweeper's repair from the jobs table) frees
+it. Each script runs atomically, so the check "fewer than max_inflight" and the taking of
+the slot cannot interleave between processes. Releases are published so that every
+dispatcher wakes, whichever process freed the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from stargraph.domain.types import BackendId, JobId
+
+log = logging.getLogger(__name__)
+
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS[1] the backend's slots; ARGV[1] job id, ARGV[2] limit, ARGV[3] ttl in ms
+_RESERVE = (
+    _NOW_MS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return {1, redis.call('ZCARD', KEYS[1])}
+end
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[2]) then
+  return {0, n}
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+return {1, n + 1}
+"""
+)
+
+# KEYS[1] the backend's slots; ARGV[1] job id, ARGV[2] channel, ARGV[3] backend
+_RELEASE = (
+    _NOW_MS
+    + """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if removed == 1 then
+  redis.call('PUBLISH', ARGV[2], tostring(n) .. ' ' .. ARGV[3])
+end
+return n
+"""
+)
+
+# KEYS[i] slots of backend i
+_COUNTS = (
+    _NOW_MS
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  out[i] = redis.call('ZCARD', key)
+end
+return out
+"""
+)
+
+
+class RedisSlotBook:
+    """`domain.backends.SlotBook` on Redis."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        # one hash tag for every slots key, so the multi-key count script runs on a cluster
+        self._key_prefix = f"{prefix}:{{engine}}:slots:"
+        self.channel = f"{prefix}:{{engine}}:slot-freed"
+        self._reserve = redis.register_script(_RESERVE)
+        self._release = redis.register_script(_RELEASE)
+        self._counts = redis.register_script(_COUNTS)
+
+    def _key(self, backend: BackendId) -> str:
+        return self._key_prefix + backend
+
+    async def reserve(
+        self, backend: BackendId, job_id: JobId, limit: int, ttl_s: float
+    ) -> tuple[bool, int]:
+        taken, count = await self._reserve(
+            keys=[self._key(backend)], args=[job_id, limit, max(1, int(ttl_s * 1000))]
+        )
+        return bool(taken), int(count)
+
+    async def confirm(self, backend: BackendId, job_id: JobId) -> None:
+        await self._redis.zadd(self._key(backend), {job_id: float("inf")})
+
+    async def release(self, backend: BackendId, job_id: JobId) -> int:
+        count = await self._release(keys=[self._key(backend)], args=[job_id, self.channel, backend])
+        return int(count)
+
+    async def counts(self, backends: Sequence[BackendId]) -> dict[BackendId, int]:
+        if not backends:
+            return {}
+        found = await self._counts(keys=[self._key(b) for b in backends], args=[])
+        return {b: int(n) for b, n in zip(backends, found, strict=True)}
+
+    async def held(self, backend: BackendId) -> list[JobId]:
+        members = await self._redis.zrangebyscore(self._key(backend), "+inf", "+inf")
+        return [JobId(m.decode() if isinstance(m, bytes) else m) for m in members]
+
+    async def releases(self) -> AsyncIterator[tuple[BackendId, int]]:
+        """(backend, in-flight count) after each release anywhere; survives Redis restarts
+        (releases published during an outage are lost; the sweeper's repair covers them)."""
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        yield _parse_release(message["data"])
+            except RedisError as exc:
+                log.warning("slot release feed interrupted: %s", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                await pubsub.aclose()
+
+
+def _parse_release(data: bytes | str) -> tuple[BackendId, int]:
+    text = data.decode() if isinstance(data, bytes) else data
+    count, _, backend = text.partition(" ")
+    return BackendId(backend), int(count)

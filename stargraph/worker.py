@@ -1,0 +1,282 @@
+"""The worker: dispatcher, one listener per backend, housekeeping, in one TaskGroup.
+
+`build_engine` wires the parts from plain values and ports; `run_worker(engine, stop)` runs
+them until `stop` is set, then lets every send and every ending under way finish (nothing
+is cut in the middle; whatever a crash would cut is recovered by leases and
+reconciliation). `run_worker_from_settings` is the whole process for `stargraph worker`.
+Run `python -m stargraph.worker` for a worker configured by `STARGRAPH_*` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from stargraph.comfy import messages as m
+from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway
+from stargraph.domain.capabilities import Capabilities
+from stargraph.domain.dispatch import Dispatcher, DispatchPolicy
+from stargraph.domain.events import EventBus
+from stargraph.domain.gallery import ImageFiles, ImageStore
+from stargraph.domain.jobs import JobStore
+from stargraph.domain.queue import JobQueue
+from stargraph.domain.types import BackendId
+from stargraph.engine.board import BackendBoard
+from stargraph.engine.capabilities import CapabilitiesBook
+from stargraph.engine.control import ComfyEngineControl
+from stargraph.engine.listener import Listener
+from stargraph.engine.reconcile import ReconcilePolicy, Reconciler
+from stargraph.engine.results import Finisher
+from stargraph.engine.slots import RedisSlotBook
+from stargraph.engine.sweeper import RedisMarker, Sweeper
+from stargraph.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SocketFactory = Callable[[BackendId, str], AsyncIterable[m.SocketEvent]]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The plain values the engine needs (from Settings, or chosen by a test)."""
+
+    backends: tuple[BackendId, ...]
+    max_inflight: int = 2
+    lease_s: float = 60.0
+    max_attempts: int = 5
+    job_timeout_s: float = 600.0
+    price_per_image: int = 10
+    redis_prefix: str = "sg"
+    fallback: Capabilities = field(default_factory=lambda: Capabilities((), (), ()))
+    housekeeping_s: float = 2.0  # leases, queue repair, slot repair
+    listener_tick_s: float = 5.0  # full reconciliation and timeouts per backend
+    post_grace_s: float | None = None  # None: lease_s
+    capabilities_refresh_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        return cls(
+            backends=tuple(BackendId(u.rstrip("/")) for u in settings.comfyui_urls),
+            max_inflight=settings.comfyui_max_inflight,
+            lease_s=settings.lease_s,
+            max_attempts=settings.dispatch_max_attempts,
+            job_timeout_s=settings.job_timeout_s,
+            price_per_image=settings.price_per_image,
+            redis_prefix=settings.redis_prefix,
+            fallback=Capabilities(
+                tuple(settings.models), tuple(settings.samplers), tuple(settings.schedulers)
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EnginePorts:
+    """What the engine uses from the rest of StarGraph."""
+
+    redis: Redis
+    queue: JobQueue
+    jobs: JobStore
+    images: ImageStore
+    files: ImageFiles
+    events: EventBus
+    gateway: EngineGateway
+    sockets: SocketFactory  # (backend, client id) -> the backend's socket events
+
+
+@dataclass(slots=True)
+class Engine:
+    """The built worker parts; `backends()` and `capabilities` serve the API too."""
+
+    config: EngineConfig
+    pool: BackendPool
+    slots: RedisSlotBook
+    board: BackendBoard
+    capabilities: CapabilitiesBook
+    control: ComfyEngineControl
+    dispatcher: Dispatcher
+    listeners: list[Listener]
+    sweeper: Sweeper
+
+    def backends(self) -> list[BackendStatus]:
+        """Health, in-flight count, last error and mean run time of every backend."""
+        return self.pool.snapshot()
+
+
+def build_engine(
+    config: EngineConfig, ports: EnginePorts, capabilities: CapabilitiesBook | None = None
+) -> Engine:
+    pool = BackendPool(config.backends, config.max_inflight)
+    slots = RedisSlotBook(ports.redis, config.redis_prefix)
+    book = capabilities or CapabilitiesBook(config.fallback)
+    finisher = Finisher(
+        jobs=ports.jobs,
+        images=ports.images,
+        files=ports.files,
+        engine=ports.gateway,
+        events=ports.events,
+        queue=ports.queue,
+        price_per_image=config.price_per_image,
+    )
+    client_ids = {b: f"stargraph-{uuid.uuid4().hex[:16]}" for b in config.backends}
+    listeners = [_listener(config, ports, b, client_ids[b], finisher, slots, pool, book)
+                 for b in config.backends]  # fmt: skip
+    by_backend = {listener.backend: listener for listener in listeners}
+    dispatcher = Dispatcher(
+        queue=ports.queue,
+        jobs=ports.jobs,
+        events=ports.events,
+        pool=pool,
+        slots=slots,
+        gateway=ports.gateway,
+        client_ids=client_ids,
+        policy=DispatchPolicy(lease_s=config.lease_s, max_attempts=config.max_attempts),
+        sent=lambda job, backend: by_backend[backend].expect(job),
+    )
+    board = BackendBoard(ports.redis, config.redis_prefix, slots)
+    sweeper = Sweeper(
+        queue=ports.queue,
+        jobs=ports.jobs,
+        slots=slots,
+        pool=pool,
+        marker=RedisMarker(ports.redis, config.redis_prefix),
+        board=board,
+        interval_s=config.housekeeping_s,
+    )
+    control = ComfyEngineControl(ports.gateway, slots)
+    return Engine(config, pool, slots, board, book, control, dispatcher, listeners, sweeper)
+
+
+def _listener(
+    config: EngineConfig,
+    ports: EnginePorts,
+    backend: BackendId,
+    client_id: str,
+    finisher: Finisher,
+    slots: RedisSlotBook,
+    pool: BackendPool,
+    book: CapabilitiesBook,
+) -> Listener:
+    reconciler = Reconciler(
+        backend=backend,
+        client_id=client_id,
+        engine=ports.gateway,
+        jobs=ports.jobs,
+        finisher=finisher,
+        slots=slots,
+        policy=ReconcilePolicy(
+            job_timeout_s=config.job_timeout_s,
+            post_grace_s=config.post_grace_s if config.post_grace_s is not None else config.lease_s,
+            max_attempts=config.max_attempts,
+        ),
+    )
+
+    async def refresh_capabilities(b: BackendId) -> None:
+        await book.refresh([b], ports.gateway.capabilities)
+
+    return Listener(
+        backend=backend,
+        client_id=client_id,
+        socket=lambda: ports.sockets(backend, client_id),
+        engine=ports.gateway,
+        jobs=ports.jobs,
+        events=ports.events,
+        finisher=finisher,
+        reconciler=reconciler,
+        slots=slots,
+        pool=pool,
+        on_connect=refresh_capabilities,
+        housekeeping_s=config.listener_tick_s,
+    )
+
+
+async def run_worker(engine: Engine, stop: asyncio.Event) -> None:
+    """Run the dispatcher, every listener and the housekeeping until `stop` is set."""
+    log.info("worker starting with %d backend(s)", len(engine.config.backends))
+    if not engine.config.backends:
+        log.warning("no ComfyUI backends configured (STARGRAPH_COMFYUI_URLS): jobs will wait")
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(engine.sweeper.run(stop))
+        tasks.create_task(_follow_releases(engine, stop))
+        for listener in engine.listeners:
+            tasks.create_task(listener.run(stop))
+        tasks.create_task(engine.dispatcher.run(stop))
+    log.info("worker stopped")
+
+
+async def _follow_releases(engine: Engine, stop: asyncio.Event) -> None:
+    """Slots freed by other processes wake this process's dispatcher too."""
+
+    async def feed() -> None:
+        async for backend, count in engine.slots.releases():
+            engine.pool.set_inflight(backend, count)
+
+    task = asyncio.create_task(feed())
+    await stop.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def run_worker_from_settings(settings: Settings, stop: asyncio.Event) -> None:
+    """The whole worker process: open the database and Redis, build the engine, run it."""
+    from stargraph.broker.connection import connect_redis
+    from stargraph.broker.events import RedisEventBus
+    from stargraph.broker.queue import RedisJobQueue
+    from stargraph.engine.gateway import ComfyGateway, comfy_socket
+    from stargraph.storage import DiskImageFiles
+    from stargraph.store.db import close_db, init_db
+    from stargraph.store.images import TortoiseImageStore
+    from stargraph.store.jobs import TortoiseJobStore
+    from stargraph.store.ledger import TortoiseLedger
+
+    config = EngineConfig.from_settings(settings)
+    await init_db(settings.database_url)
+    redis = connect_redis(settings.redis_url)
+    listen_redis = connect_redis(settings.redis_url, blocking=True)
+    gateway = ComfyGateway(config.backends)
+    try:
+        ports = EnginePorts(
+            redis=redis,
+            queue=RedisJobQueue(redis, settings.redis_prefix),
+            jobs=TortoiseJobStore(TortoiseLedger()),
+            images=TortoiseImageStore(),
+            files=DiskImageFiles(Path(settings.storage_dir)),
+            events=RedisEventBus(redis, listen_redis, settings.redis_prefix),
+            gateway=gateway,
+            sockets=comfy_socket,
+        )
+        await run_worker(build_engine(config, ports), stop)
+    finally:
+        await gateway.aclose()
+        await listen_redis.aclose()
+        await redis.aclose()
+        await close_db()
+
+
+def main() -> None:
+    """`python -m stargraph.worker`: a worker process; SIGTERM/SIGINT stop it gracefully."""
+    from stargraph.settings import load_settings
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_worker_from_settings(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
