@@ -1,0 +1,55 @@
+"""Every Redis key name of the queue, from one configurable prefix.
+
+All names carry the same hash tag, `{prefix}`, so every key a script touches hashes to one
+slot and the scripts also run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def tagged(prefix: str, name: str) -> str:
+    """`{prefix}:name`: a key in the prefix's hash slot."""
+    return f"{{{prefix}}}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The queue's keys; `scripted` is the KEYS list every queue script receives, in order."""
+
+    order: str  # ZSET, score 0: waiting jobs by fixed-width member (band, lap, slot, job)
+    chains: str  # ZSET, score 0: "band:user:" + order member, one user's jobs in one band
+    jobs: str  # HASH job -> "state|user|seq|member" (waiting, leased or parked)
+    leases: str  # ZSET job by lease deadline (ms, server clock)
+    tokens: str  # HASH job -> lease token
+    parked: str  # ZSET job by ack time (ms): acknowledged, kept to requeue at the old place
+    cursor: str  # HASH band -> place of the last job claimed in that band
+    served: str  # HASH "band:user:" -> place of that user's last claimed job in that band
+    seq: str  # STRING: arrival and slot counter
+    channel: str  # pub/sub channel (not a key): "there may be work"
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> QueueKeys:
+        names = ("order", "chains", "jobs", "leases", "tokens", "parked", "cursor", "served")
+        parts = {name: tagged(prefix, f"queue:{name}") for name in names}
+        return cls(**parts, seq=tagged(prefix, "queue:seq"), channel=tagged(prefix, "queue:work"))
+
+    @property
+    def scripted(self) -> list[str]:
+        return [
+            self.order,
+            self.chains,
+            self.jobs,
+            self.leases,
+            self.tokens,
+            self.parked,
+            self.cursor,
+            self.served,
+            self.seq,
+        ]
+
+    @property
+    def all(self) -> list[str]:
+        """Every key the queue writes (to empty it, e.g. in tests and benchmarks)."""
+        return self.scripted

@@ -1,0 +1,14 @@
+-- ARGV: channel, then (job, user, band) per job. Returns each job's position; 0 = leased.
+-- A job already known keeps its place; a parked (acknowledged) one goes back to its old place.
+local out = {}
+for i = 2, #ARGV, 3 do
+  local m = load(ARGV[i])
+  if not m then
+    m = add_new(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  elseif m.state == 'p' then
+    restore(m)
+  end
+  if m.state == 'w' then out[#out + 1] = rank(m) else out[#out + 1] = 0 end
+end
+signal()
+return out
