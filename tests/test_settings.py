@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from stargraph.settings import SettingsError, load_settings
+from stargraph.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +80,17 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError):
         settings.price_per_image = 1  # type: ignore[misc]
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(STARGRAPH_[A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    assert documented == {f"STARGRAPH_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"## Test\n\n```sh\n(.+)\n```", readme)
+    assert command is not None
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command.group(1) in ci
