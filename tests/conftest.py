@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -79,23 +80,21 @@ async def redis() -> AsyncIterator[Redis]:
 # ---------------------------------------------------------------- SQL databases
 
 DB_ENGINES = ["sqlite", "postgres", "mariadb"]
-_SERVERS = {
-    "postgres": ("PostgreSQL", POSTGRES_URL, 5432),
-    "mariadb": ("MariaDB", MARIADB_URL, 3306),
-}
+_SERVERS = {"postgres": ("PostgreSQL", POSTGRES_URL), "mariadb": ("MariaDB", MARIADB_URL)}
 
 NewDatabase = Callable[[str], Awaitable[str]]
 
 
-def _server_host(url: str) -> str:
-    return url.split("@", 1)[-1].split(":", 1)[0].split("/", 1)[0]
+def _address(url: str) -> tuple[str, int]:
+    parsed = urlsplit(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 0
 
 
 def _server_url(engine: str, name: str) -> str:
     """PostgreSQL: a schema of its own in one shared test database (creating a PostgreSQL
     database costs most of a second; a schema, milliseconds). MariaDB: a database."""
-    label, base, port = _SERVERS[engine]
-    need_service(label, _server_host(base), port)
+    label, base = _SERVERS[engine]
+    need_service(label, *_address(base))
     if engine == "postgres":
         return f"{base.rstrip('/')}/sg_tests?schema={name}"
     return f"{base.rstrip('/')}/{name}"
