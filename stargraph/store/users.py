@@ -14,6 +14,8 @@ from stargraph.domain.errors import Conflict, Forbidden, NotFound, Unauthenticat
 from stargraph.domain.ledger import Balance, Ledger
 from stargraph.domain.types import Principal, Role, UserId
 from stargraph.domain.users import (
+    PASSWORD_MAX,
+    USERNAME_MAX,
     Session,
     User,
     check_password,
@@ -91,6 +93,8 @@ class UserService:
         """A new token for the right password; one message for every wrong answer."""
         if self._guard is not None:
             await self._guard(username, client)
+        if len(password) > PASSWORD_MAX or len(username) > USERNAME_MAX:
+            raise Unauthenticated(_BAD_LOGIN)  # no account has one: spend no hashing on it
         row = await UserRow.get_or_none(username_key=username_key(username))
         stored = row.password_hash if row else None
         if not await asyncio.to_thread(self._passwords.verify, stored, password) or row is None:

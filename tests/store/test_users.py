@@ -92,7 +92,8 @@ async def test_login_checks_the_password_and_issues_a_new_token(users: UserServi
     second, same = await users.login("ERIN", "s3cret-pass")
     assert same == user and second != first
     assert (await users.authenticate(second)).user_id == user.id
-    for name, password in [("erin", "wrong-pass"), ("nobody", "s3cret-pass")]:
+    wrong = [("erin", "wrong-pass"), ("nobody", "s3cret-pass"), ("erin", "x" * 100_000)]
+    for name, password in wrong:
         with pytest.raises(Unauthenticated) as err:
             await users.login(name, password)
         assert err.value.message == "wrong username or password"
