@@ -1,7 +1,7 @@
 /**
  * The live event stream: one `myJobEvents` subscription over our WebSocket client. It keeps
  * the cursor of the last event seen, so every (re)subscription resumes right after it and
- * nothing is missed across a network drop; replayed duplicates are skipped by cursor.
+ * nothing is missed across a network drop; replayed duplicates are skipped.
  */
 
 import { MY_JOB_EVENTS } from "./queries.js";
@@ -22,8 +22,11 @@ export function startLiveEvents({ client, onEvent, onResync }) {
   const log = []; // a compact record of what arrived, for diagnostics and the browser tests
 
   function accept(event) {
-    if (seen.has(event.cursor)) return;
-    seen.add(event.cursor);
+    // A re-sent JobQueued (the queue moved) carries the cursor of the last real event, so the
+    // cursor alone does not name an event; with the job, type and position it does.
+    const key = [event.cursor, event.jobId, event.__typename, event.position ?? ""].join("|");
+    if (seen.has(key)) return;
+    seen.add(key);
     if (seen.size > SEEN_LIMIT) seen.delete(seen.values().next().value);
     lastCursor = event.cursor;
     retryDelay = 500;

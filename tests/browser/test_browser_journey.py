@@ -28,7 +28,7 @@ def _occupy_backends(session: Session) -> int:
     count = backends["healthyBackends"] + 1
     for n in range(count):
         key = uuid.uuid4().hex
-        job = {"prompt": f"filler {n} {key}", "steps": 15, "idempotencyKey": key}
+        job = {"prompt": f"filler {n} {key}", "steps": 30, "idempotencyKey": key}
         session.service.gql(SUBMIT, {"input": job}, token=token)
     return count
 
@@ -40,12 +40,12 @@ def test_chinese_prompt_from_queue_to_gallery(session: Session) -> None:
     expect(available).to_have_attribute("data-value", str(SIGNUP_POINTS))
     session.shot("signed-up")
 
-    fillers = _occupy_backends(session)
     prompt = f"月光下的一只猫，水彩画风格 {uuid.uuid4().hex[:6]}"
     session.fill(prompt, count=2, steps=20)
     page.get_by_test_id("size-512x768").click()
     expect(page.get_by_test_id("cost")).to_have_attribute("data-cost", str(2 * PRICE_PER_IMAGE))
     session.shot("form-filled")
+    fillers = _occupy_backends(session)
     page.get_by_test_id("submit-button").dblclick()  # a double click must make one job
 
     card = page.get_by_test_id("job-card").filter(has_text=prompt)
