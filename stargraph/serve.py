@@ -1,0 +1,110 @@
+"""The `serve`, `api` and `schema` commands: run the HTTP service, or print the SDL.
+
+`serve` is the API and the worker in one process (the default way to run StarGraph);
+`api` is the API alone, for deployments that run workers apart. Both stop gracefully on
+SIGTERM or SIGINT: uvicorn stops accepting, lets requests under way finish, closes
+WebSockets, then the lifespan stops the worker (sends and endings under way complete) and
+closes the database and Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from stargraph.bootstrap import SimulateOptions
+from stargraph.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("stargraph")
+
+GRACEFUL_SHUTDOWN_S = 15
+
+
+def add_api_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_api_arguments(parser)
+    parser.add_argument(
+        "--simulate",
+        type=int,
+        nargs="?",
+        const=1,
+        default=None,
+        metavar="N",
+        help="start N simulated ComfyUI backends in this process (default 1; no GPU needed)",
+    )
+    parser.add_argument(
+        "--sim-step-time",
+        type=float,
+        default=0.05,
+        metavar="SECONDS",
+        help="seconds per sampler step of the simulated backends (default 0.05)",
+    )
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _settings() -> Settings | None:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _run(settings: Settings, args: argparse.Namespace, *, worker: bool) -> int:
+    from stargraph.app import create_app
+
+    simulate = None
+    if worker and args.simulate is not None:
+        simulate = SimulateOptions(backends=args.simulate, step_time_s=args.sim_step_time)
+    app = create_app(settings, run_worker=worker, simulate=simulate, auto_migrate=worker)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        lifespan="on",
+        log_config=None,
+        ws_max_size=settings.max_ws_message_bytes,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    log.info("StarGraph on http://%s:%d (GraphiQL at /graphql)", args.host, args.port)
+    uvicorn.Server(config).run()
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`stargraph serve`: the API and the worker in one process."""
+    settings = _settings()
+    if settings is None:
+        return 2
+    configure_logging(settings)
+    return _run(settings, args, worker=True)
+
+
+def run_api(args: argparse.Namespace) -> int:
+    """`stargraph api`: the API alone (run `stargraph worker` beside it)."""
+    settings = _settings()
+    if settings is None:
+        return 2
+    configure_logging(settings)
+    return _run(settings, args, worker=False)
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    """`stargraph schema`: print the GraphQL SDL (as committed in schema.graphql)."""
+    from stargraph.schema.build import sdl
+
+    sys.stdout.write(sdl())
+    return 0

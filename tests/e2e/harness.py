@@ -1,0 +1,259 @@
+"""Test harness: a real uvicorn server on 127.0.0.1:0, a GraphQL HTTP client, and a
+graphql-transport-ws client on the `websockets` library."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+from websockets.asyncio.client import ClientConnection, connect
+
+from stargraph.app import create_app
+from stargraph.bootstrap import Services, SimulateOptions, build_services
+from stargraph.domain.types import Role
+from stargraph.settings import Settings, load_settings
+from stargraph.store.db import create_database, drop_database, migrate
+
+PROTOCOL = "graphql-transport-ws"
+
+
+@asynccontextmanager
+async def running_server(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve `app` (lifespan included) on a free loopback port; yields the base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(256)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # start-up failed: raise its error
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+class GraphQLError(AssertionError):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(json.dumps(errors, ensure_ascii=False))
+        self.errors = errors
+
+    @property
+    def code(self) -> str | None:
+        return self.errors[0].get("extensions", {}).get("code")
+
+
+class Client:
+    """GraphQL over HTTP as one user (or anonymous)."""
+
+    def __init__(self, http: httpx.AsyncClient, token: str | None = None) -> None:
+        self.http = http
+        self.token = token
+
+    def as_user(self, token: str | None) -> Client:
+        return Client(self.http, token)
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The data of a successful operation; GraphQLError when it has errors."""
+        body = await self.post(query, variables)
+        if body.get("errors"):
+            raise GraphQLError(body["errors"])
+        return body["data"]
+
+    async def register(self, username: str, password: str = "correct horse 1") -> Client:
+        data = await self.data(
+            "mutation($u: String!, $p: String!) { register(username: $u, password: $p) "
+            "{ token user { id } } }",
+            {"u": username, "p": password},
+        )
+        client = self.as_user(data["register"]["token"])
+        client.user_id = data["register"]["user"]["id"]  # type: ignore[attr-defined]
+        return client
+
+
+class Subscriptions:
+    """One graphql-transport-ws connection."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def receive(self, wait_s: float = 30.0) -> dict[str, Any]:
+        while True:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
+            if message["type"] == "ping":
+                await self.send({"type": "pong"})
+                continue
+            return message
+
+    async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
+        op_id = str(next(self._ids))
+        await self.send(
+            {"id": op_id, "type": "subscribe",
+             "payload": {"query": query, "variables": variables or {}}}
+        )  # fmt: skip
+        return op_id
+
+    async def events(self, op_id: str, wait_s: float = 30.0) -> AsyncIterator[dict[str, Any]]:
+        """The `next` payloads of one operation until it completes; errors raise."""
+        while True:
+            message = await self.receive(wait_s)
+            if message.get("id") != op_id:
+                continue
+            if message["type"] == "complete":
+                return
+            if message["type"] == "error":
+                raise GraphQLError(message["payload"])
+            payload = message["payload"]
+            if payload.get("errors"):
+                raise GraphQLError(payload["errors"])
+            yield payload["data"]
+
+
+@asynccontextmanager
+async def subscriptions(
+    base_url: str, token: str | None = None, *, init: dict[str, Any] | None = None
+) -> AsyncIterator[Subscriptions]:
+    """A connected, acknowledged graphql-transport-ws socket."""
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=[PROTOCOL], open_timeout=10) as ws:  # type: ignore[list-item]
+        conn = Subscriptions(ws)
+        payload = (
+            init if init is not None else ({"Authorization": f"Bearer {token}"} if token else {})
+        )
+        await conn.send({"type": "connection_init", "payload": payload})
+        ack = await conn.receive(10)
+        assert ack["type"] == "connection_ack", ack
+        yield conn
+
+
+# ---- a whole StarGraph on loopback ----------------------------------------------------------
+
+
+def redis_url_for_tests() -> str:
+    """A real Redis when one listens (always in CI), else a private in-process one."""
+    from tests.conftest import REDIS_URL, SERVICES_REQUIRED, _reachable, need_service
+
+    if SERVICES_REQUIRED or _reachable("127.0.0.1", 6379):
+        need_service("Redis", "127.0.0.1", 6379)
+        return REDIS_URL
+    return f"memory://{uuid.uuid4().hex}"
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    values: dict[str, Any] = {
+        "database_url": f"sqlite://{tmp_path / 'stargraph.sqlite3'}",
+        "redis_url": redis_url_for_tests(),
+        "redis_prefix": f"t{uuid.uuid4().hex[:12]}",
+        "storage_dir": tmp_path / "images",
+        "comfyui_urls": [],
+        "ollama_url": closed_port_url(),
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@dataclass
+class Stack:
+    url: str
+    services: Services
+    client: Client
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    async def admin(self, username: str = "root") -> Client:
+        await self.services.users.create_user(username, "admin password 1", role=Role.ADMIN)
+        data = await self.client.data(
+            'mutation($u: String!) { login(username: $u, password: "admin password 1") '
+            "{ token user { id } } }",
+            {"u": username},
+        )
+        admin = self.client.as_user(data["login"]["token"])
+        admin.user_id = data["login"]["user"]["id"]  # type: ignore[attr-defined]
+        return admin
+
+
+@asynccontextmanager
+async def running_stargraph(
+    tmp_path: Path,
+    *,
+    simulate: SimulateOptions | None = None,
+    worker: bool = True,
+    **overrides: Any,
+) -> AsyncIterator[Stack]:
+    """Build the real services (SQLite file, Redis, simulators) and serve the real app."""
+    settings = make_settings(tmp_path, **overrides)
+    await migrate(settings.database_url)
+    services = await build_services(settings, simulate=simulate, worker=worker)
+    try:
+        app = create_app(services.settings, services, run_worker=worker)
+        async with (
+            running_server(app) as url,
+            httpx.AsyncClient(base_url=url, timeout=60) as http,
+        ):
+            yield Stack(url, services, Client(http))
+    finally:
+        await services.aclose()
+
+
+@asynccontextmanager
+async def database_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of one engine: `sqlite`, `postgres` or `mysql`."""
+    from tests.conftest import need_service
+
+    if kind == "sqlite":
+        yield f"sqlite://{tmp_path / 'stargraph.sqlite3'}"
+        return
+    name = f"sg_{uuid.uuid4().hex[:12]}"
+    if kind == "postgres":
+        need_service("PostgreSQL", "127.0.0.1", 5432)
+        url = f"postgres://postgres@127.0.0.1:5432/{name}"
+    else:
+        need_service("MariaDB", "127.0.0.1", 3306)
+        url = f"mysql://root:@127.0.0.1:3306/{name}"
+    await create_database(url)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
