@@ -34,6 +34,19 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
+    Command(
+        ("serve",),
+        "run the API and the worker in one process (--simulate: no GPU needed)",
+        "stargraph.serve:run_serve",
+        "stargraph.serve:add_serve_arguments",
+    ),
+    Command(
+        ("api",),
+        "run the API alone (run workers beside it)",
+        "stargraph.serve:run_api",
+        "stargraph.serve:add_api_arguments",
+    ),
+    Command(("schema",), "print the GraphQL schema (SDL)", "stargraph.serve:run_schema"),
     Command(("migrate",), "apply the database migrations", "stargraph.cli:run_migrate"),
     Command(
         ("users", "create"),
