@@ -1,0 +1,235 @@
+"""The WebSocket of one ComfyUI server, kept open: parsed messages in, reconnects announced.
+
+    socket = ComfySocket("http://127.0.0.1:8188", client_id="listener-1")
+    async for event in socket:          # runs until socket.aclose()
+        match event:
+            case Connected(reconnect=True): ...   # reconcile from /queue and /history
+            case Disconnected(): ...              # backend down: no new jobs
+            case Progress(): ...
+
+- One socket at a time: the old one is closed before a new one opens, because two live sockets
+  with one clientId silence each other (protocol §2.1).
+- Back-off between failed attempts: jittered, growing, capped; attempts never stop.
+- Keepalive pings (the server answers them); a missing pong closes the socket.
+- Silence detector: while `set_active(True)` (a job is believed to be in this server) a socket
+  that delivers no frame for `silence_timeout` seconds is closed and reopened.
+- Frames that do not parse are logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from stargraph.comfy.messages import (
+    Connected,
+    Disconnected,
+    MalformedFrame,
+    SocketEvent,
+    parse_binary,
+    parse_text,
+)
+
+logger = logging.getLogger(__name__)
+FEATURE_FLAGS = '{"type": "feature_flags", "data": {"supports_preview_metadata": true}}'
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before reconnect attempt n (1-based): `initial · factor^(n-1)`, capped at
+    `maximum`, then scaled by a random factor in [1 - jitter, 1]."""
+
+    initial: float = 0.1
+    factor: float = 2.0
+    maximum: float = 5.0
+    jitter: float = 0.5
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        return base * (1 - self.jitter * random.random())
+
+
+def ws_url(base_url: str, client_id: str) -> str:
+    """`http://host:port` → `ws://host:port/ws?clientId=…` (https → wss)."""
+    base = base_url.rstrip("/")
+    if base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    elif base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    return f"{base}/ws?clientId={quote(client_id, safe='')}"
+
+
+class ComfySocket:
+    """An async iterator of `SocketEvent`s from one ComfyUI server, for one client id."""
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        *,
+        backoff: Backoff | None = None,
+        silence_timeout: float = 60.0,
+        ping_interval: float | None = 10.0,
+        ping_timeout: float | None = 10.0,
+        open_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        preview_metadata: bool = True,
+        max_size: int | None = 16 * 1024 * 1024,
+    ) -> None:
+        self.client_id = client_id
+        self.url = ws_url(base_url, client_id)
+        self.backoff = backoff or Backoff()
+        self.silence_timeout = silence_timeout
+        self.preview_metadata = preview_metadata
+        self._connect_options = {
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "open_timeout": open_timeout,
+            "close_timeout": close_timeout,
+            "max_size": max_size,
+        }
+        self._ws: ClientConnection | None = None
+        self._closing = asyncio.Event()
+        self._active = False
+        self._deadline: asyncio.Timeout | None = None
+        self._ever_connected = False
+        self._down_reported = False
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    def set_active(self, active: bool) -> None:
+        """Tell the socket whether a job is believed to be queued or running on this server."""
+        self._active = active
+        self._arm_silence()
+
+    def __aiter__(self) -> AsyncIterator[SocketEvent]:
+        return self._events()
+
+    async def aclose(self) -> None:
+        """Stop for good: close the socket; the iteration ends."""
+        self._closing.set()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    # the loop -------------------------------------------------------------------------------
+
+    async def _events(self) -> AsyncIterator[SocketEvent]:
+        attempt = 0
+        while not self._closing.is_set():
+            try:
+                ws = await self._open()
+            except _SocketEnded as failure:
+                attempt += 1
+                if not self._down_reported:
+                    self._down_reported = True
+                    yield Disconnected(failure.reason)
+                await self._pause(self.backoff.delay(attempt))
+                continue
+            if ws is None:
+                return
+            attempt = 0
+            self._down_reported = False
+            yield Connected(self.client_id, reconnect=self._ever_connected)
+            self._ever_connected = True
+            reason = "closed"
+            try:
+                while True:
+                    event = await self._receive(ws)
+                    if event is not None:
+                        yield event
+            except _SocketEnded as ended:
+                reason = ended.reason
+            finally:
+                await self._close(ws)
+            if not self._closing.is_set():
+                self._down_reported = True
+                yield Disconnected(reason)
+
+    async def _open(self) -> ClientConnection | None:
+        """Connect (unless closing: then None). Raises _SocketEnded."""
+        connecting = asyncio.ensure_future(connect(self.url, **self._connect_options))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({connecting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            return None
+        try:
+            ws = connecting.result()
+        except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as exc:
+            raise _SocketEnded(f"cannot connect: {exc!r}") from exc
+        if self.preview_metadata:
+            try:
+                await ws.send(FEATURE_FLAGS)
+            except ConnectionClosed as exc:
+                raise _SocketEnded(f"closed at once: {exc!r}") from exc
+        self._ws = ws
+        return ws
+
+    async def _receive(self, ws: ClientConnection) -> SocketEvent | None:
+        """The next event (None for a skipped frame); raises _SocketEnded."""
+        try:
+            async with asyncio.timeout(None) as deadline:
+                self._deadline = deadline
+                self._arm_silence()
+                frame = await ws.recv()
+        except TimeoutError:
+            logger.warning(
+                "ComfyUI socket %s silent for %.1f s while a job is in flight; reconnecting",
+                self.url,
+                self.silence_timeout,
+            )
+            raise _SocketEnded("silent") from None
+        except ConnectionClosed as exc:
+            raise _SocketEnded(f"closed: {exc}") from None
+        finally:
+            self._deadline = None
+        return self._parse(frame)
+
+    def _parse(self, frame: str | bytes) -> SocketEvent | None:
+        try:
+            return parse_binary(frame) if isinstance(frame, bytes) else parse_text(frame)
+        except MalformedFrame as exc:
+            logger.warning("ComfyUI socket %s: skipped a malformed frame (%s)", self.url, exc)
+            return None
+
+    def _arm_silence(self) -> None:
+        deadline = self._deadline
+        if deadline is None or deadline.expired():
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + self.silence_timeout if self._active else None
+        with contextlib.suppress(RuntimeError):
+            deadline.reschedule(when)
+
+    async def _close(self, ws: ClientConnection) -> None:
+        self._ws = None
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+
+class _SocketEnded(Exception):
+    """A socket could not be opened, or stopped delivering."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
