@@ -168,7 +168,7 @@ class ComfyClient:
         response = await self._send("POST", "/prompt", json=body)
         if response.status_code == 400:
             raise _validation_error(response)
-        data = _json(self._ok(response), dict)
+        data = _object(self._ok(response))
         return PromptAccepted(
             str(data.get("prompt_id", prompt_id)),
             data.get("number", 0),
@@ -176,7 +176,7 @@ class ComfyClient:
         )
 
     async def queue(self) -> QueueSnapshot:
-        data = _json(self._ok(await self._send("GET", "/queue")), dict)
+        data = _object(self._ok(await self._send("GET", "/queue")))
         try:
             running = tuple(str(item[1]) for item in data.get("queue_running", []))
             waiting = sorted(data.get("queue_pending", []), key=lambda i: (i[0], str(i[1])))
@@ -186,7 +186,7 @@ class ComfyClient:
 
     async def queue_remaining(self) -> int:
         """Running plus waiting prompts (GET /prompt)."""
-        data = _json(self._ok(await self._send("GET", "/prompt")), dict)
+        data = _object(self._ok(await self._send("GET", "/prompt")))
         return int(data.get("exec_info", {}).get("queue_remaining", 0))
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
@@ -205,7 +205,7 @@ class ComfyClient:
 
     async def history(self, prompt_id: str) -> HistoryEntry | None:
         """The finished prompt, or None if ComfyUI has no entry (still queued, lost, deleted)."""
-        data = _json(self._ok(await self._send("GET", f"/history/{prompt_id}")), dict)
+        data = _object(self._ok(await self._send("GET", f"/history/{prompt_id}")))
         raw = data.get(prompt_id)
         return None if raw is None else _history_entry(prompt_id, raw)
 
@@ -217,12 +217,11 @@ class ComfyClient:
         self, filename: str | ImageRef, subfolder: str = "", type: str = "output"
     ) -> bytes:
         """The bytes of an output file."""
-        if isinstance(filename, ImageRef):
-            filename, subfolder, type = filename.filename, filename.subfolder, filename.type
-        params = {"filename": filename, "subfolder": subfolder, "type": type}
+        image = filename if isinstance(filename, ImageRef) else ImageRef(filename, subfolder, type)
+        params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
         response = await self._send("GET", "/view", params=params, limits=self._view_timeout)
         if response.status_code == 404:
-            raise ComfyNotFound(f"no file {subfolder}/{filename} ({type})")
+            raise ComfyNotFound(f"no file {image.subfolder}/{image.filename} ({image.type})")
         return self._ok(response).content
 
     # server ---------------------------------------------------------------------------------
@@ -239,16 +238,16 @@ class ComfyClient:
 
     async def node_info(self, class_type: str) -> dict[str, Any] | None:
         """One node class's definition, or None if the server does not have it."""
-        data = _json(self._ok(await self._send("GET", f"/object_info/{class_type}")), dict)
+        data = _object(self._ok(await self._send("GET", f"/object_info/{class_type}")))
         info = data.get(class_type)
         return info if isinstance(info, dict) else None
 
     async def system_stats(self) -> dict[str, Any]:
         """Versions and devices; a cheap health probe."""
-        return _json(self._ok(await self._send("GET", "/system_stats")), dict)
+        return _object(self._ok(await self._send("GET", "/system_stats")))
 
     async def features(self) -> dict[str, Any]:
-        return _json(self._ok(await self._send("GET", "/features")), dict)
+        return _object(self._ok(await self._send("GET", "/features")))
 
     async def free(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
         body = {"unload_models": unload_models, "free_memory": free_memory}
@@ -285,25 +284,25 @@ class ComfyClient:
         return response
 
 
-def _json(response: httpx.Response, kind: type) -> Any:
+def _object(response: httpx.Response) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError as exc:
         raise ComfyProtocolError(f"{response.request.url.path}: not JSON") from exc
-    if not isinstance(data, kind):
-        raise ComfyProtocolError(f"{response.request.url.path}: expected a {kind.__name__}")
+    if not isinstance(data, dict):
+        raise ComfyProtocolError(f"{response.request.url.path}: expected an object")
     return data
 
 
 def _validation_error(response: httpx.Response) -> ComfyValidationError:
     try:
-        body = response.json()
-    except ValueError:
+        body = _object(response)
+    except ComfyProtocolError:
         body = {}
-    if not isinstance(body, dict):
-        body = {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    node_errors = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    error = body.get("error")
+    error = error if isinstance(error, dict) else {}
+    node_errors = body.get("node_errors")
+    node_errors = node_errors if isinstance(node_errors, dict) else {}
     message = summarise(error, node_errors) or response.text[:MAX_SUMMARY_CHARS]
     return ComfyValidationError(message, str(error.get("type", "")), node_errors)
 

@@ -89,13 +89,10 @@ class ComfySocket:
         self.backoff = backoff or Backoff()
         self.silence_timeout = silence_timeout
         self.preview_metadata = preview_metadata
-        self._connect_options = {
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "open_timeout": open_timeout,
-            "close_timeout": close_timeout,
-            "max_size": max_size,
-        }
+        self._ping = (ping_interval, ping_timeout)
+        self._open_timeout = open_timeout
+        self._close_timeout = close_timeout
+        self._max_size = max_size
         self._ws: ClientConnection | None = None
         self._closing = asyncio.Event()
         self._active = False
@@ -158,7 +155,15 @@ class ComfySocket:
 
     async def _open(self) -> ClientConnection | None:
         """Connect (unless closing: then None). Raises _SocketEnded."""
-        connecting = asyncio.ensure_future(connect(self.url, **self._connect_options))
+        opening = connect(
+            self.url,
+            ping_interval=self._ping[0],
+            ping_timeout=self._ping[1],
+            open_timeout=self._open_timeout,
+            close_timeout=self._close_timeout,
+            max_size=self._max_size,
+        )
+        connecting = asyncio.ensure_future(opening)
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({connecting, closing}, return_when=asyncio.FIRST_COMPLETED)

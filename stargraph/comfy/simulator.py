@@ -240,6 +240,7 @@ async def serve_simulator(
                 host=host,
                 port=port,
                 lifespan="off",
+                access_log=False,
                 ws="websockets-sansio",
                 ws_ping_interval=None,
                 timeout_graceful_shutdown=2,

@@ -36,8 +36,9 @@ def rebuild_binary(entry: dict[str, Any]) -> bytes:
     header = bytes.fromhex(entry["header_hex"])
     kind = entry["type"]
     if kind == 3:
-        node = entry["node_id"].encode()
-        return header + node + entry["text"].encode()
+        node_id: str = entry["node_id"]
+        text: str = entry["text"]
+        return header + node_id.encode() + text.encode()
     image = _image_of(entry)
     if kind == 4:
         return header + json.dumps(entry["metadata"]).encode() + image
@@ -46,11 +47,12 @@ def rebuild_binary(entry: dict[str, Any]) -> bytes:
 
 def _image_of(entry: dict[str, Any]) -> bytes:
     jpeg = PREVIEW_JPEG.read_bytes()
-    if len(jpeg) == entry["image_bytes"]:
+    size: int = entry["image_bytes"]
+    if len(jpeg) == size:
         return jpeg
     # A frame whose image was not saved: keep the recorded magic, pad to the recorded length.
     magic = bytes.fromhex(entry["image_magic_hex"])
-    return magic + b"\x00" * (entry["image_bytes"] - len(magic))
+    return magic + b"\x00" * (size - len(magic))
 
 
 def metadata_length(entry: dict[str, Any]) -> int:

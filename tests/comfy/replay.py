@@ -47,7 +47,7 @@ class ReplaySocket:
 
 
 def is_progress_state(entry: dict[str, Any]) -> bool:
-    return entry["kind"] == "ws_text" and entry["msg"]["type"] == "progress_state"
+    return bool(entry["kind"] == "ws_text" and entry["msg"]["type"] == "progress_state")
 
 
 def kept_frame(frame: str | bytes) -> bool:
@@ -114,7 +114,7 @@ class Replayer:
         return gate.waiting and self.sim.hub.idle and self._received == self.sim.hub.frames_sent
 
     async def _wait_for_change(self, limit: float) -> None:
-        waiters = [asyncio.create_task(self._arrived.wait())]
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(self._arrived.wait())]
         if not self.sim.engine.gate.waiting:
             waiters.append(asyncio.create_task(self.sim.wait_for_step()))
         try:

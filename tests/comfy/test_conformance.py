@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stargraph.comfy.messages import parse_binary
+from stargraph.comfy.messages import PreviewImageWithMetadata, parse_binary
 from stargraph.comfy.sim_config import Faults, SimulatorConfig
 from stargraph.comfy.simulator import SimulatorHandle, running_simulator
 
@@ -33,7 +33,7 @@ HTTP_VALUE_KEYS = frozenset(
      "prompt_id", "queue_remaining", "node_id", "node_type", "nodes", "executed"}
 )  # fmt: skip
 
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "d_runtime_errors": {"corrupt_checkpoints": ("corrupt.safetensors",)},
     "g_previews_latent2rgb": {"previews": True},
 }
@@ -57,7 +57,8 @@ def shape(value: Any, keys: frozenset[str], key: str | None = None) -> Any:
 
 
 def simulator_config(name: str) -> SimulatorConfig:
-    options: dict[str, Any] = {"previews": False, **CONFIGS.get(name, {})}
+    options: dict[str, Any] = {"previews": False}
+    options.update(CONFIGS.get(name, {}))
     return SimulatorConfig(
         step_time=0, manual_steps=True, faults=Faults(error_marker=None), **options
     )
@@ -89,11 +90,8 @@ async def replay(name: str) -> tuple[Replayer, list[dict[str, Any]]]:
 def describe(frame: str | bytes) -> Any:
     if isinstance(frame, bytes):
         msg = parse_binary(frame)
-        return (
-            "binary",
-            type(msg).__name__,
-            getattr(msg, "metadata", None) and sorted(msg.metadata),
-        )
+        metadata = msg.metadata if isinstance(msg, PreviewImageWithMetadata) else None
+        return ("binary", type(msg).__name__, None if metadata is None else sorted(metadata))
     data = json.loads(frame)
     return (data["type"], shape(data["data"], WS_VALUE_KEYS))
 
