@@ -3,9 +3,10 @@
     python bench/dispatch.py                      # 200 jobs of 1 s over 2 simulated backends
     python bench/dispatch.py --jobs 40 --step-time 0.01
 
-Both runs use fresh simulated ComfyUI backends on loopback, a SQLite file and Redis (a real
-server on 127.0.0.1:6379 when one listens, else the in-process one). Each job is 20 sampler
-steps of `--step-time` seconds (1 s by default).
+Both runs use fresh simulated ComfyUI backends, each in its own process on loopback (as a
+real ComfyUI would be), a SQLite file (or `--database-url`) and Redis (a real server on
+127.0.0.1:6379 when one listens, else the in-process one). Each job is 20 sampler steps of
+`--step-time` seconds (1 s by default).
 
 - StarGraph: the real worker (event-driven dispatcher, 2 jobs in flight per backend, the
   listener freeing a slot the moment ComfyUI reports the end).
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,11 +44,6 @@ sys.path.insert(0, str(ROOT))
 from stargraph.broker.connection import connect_redis  # noqa: E402
 from stargraph.broker.events import RedisEventBus  # noqa: E402
 from stargraph.broker.queue import RedisJobQueue  # noqa: E402
-from stargraph.comfy.simulator import (  # noqa: E402
-    SimulatorConfig,
-    SimulatorHandle,
-    running_simulator,
-)
 from stargraph.domain.capabilities import Capabilities  # noqa: E402
 from stargraph.domain.jobs import Job, JobParams, JobStatus, TranslationState  # noqa: E402
 from stargraph.domain.queue import QueuedJob  # noqa: E402
@@ -52,7 +51,13 @@ from stargraph.domain.types import BackendId, Priority, UserId, new_job_id  # no
 from stargraph.domain.workflows import WorkflowCatalog  # noqa: E402
 from stargraph.engine.gateway import ComfyGateway, comfy_socket  # noqa: E402
 from stargraph.storage import DiskImageFiles  # noqa: E402
-from stargraph.store.db import close_db, init_db, migrate  # noqa: E402
+from stargraph.store.db import (  # noqa: E402
+    close_db,
+    create_database,
+    drop_database,
+    init_db,
+    migrate,
+)
 from stargraph.store.images import TortoiseImageStore  # noqa: E402
 from stargraph.store.jobs import TortoiseJobStore  # noqa: E402
 from stargraph.store.ledger import TortoiseLedger  # noqa: E402
@@ -83,21 +88,79 @@ class Figures:
         )
 
 
-def measure(name: str, sims: list[SimulatorHandle]) -> Figures:
+def measure(name: str, records: list[dict[str, Any]]) -> Figures:
+    """`records`: each backend's `/sim/records` answer (monotonic clock, shared on Linux)."""
     busy, gaps, starts, ends = [], [], [], []
-    for sim in sims:
-        done = [r for r in sim.records if r.started_at is not None and r.finished_at is not None]
-        first = min(r.started_at for r in done)  # type: ignore[type-var]
-        last = max(r.finished_at for r in done)  # type: ignore[type-var]
+    for answer in records:
+        done = [r for r in answer["records"] if r["started_at"] and r["finished_at"]]
+        first = min(r["started_at"] for r in done)
+        last = max(r["finished_at"] for r in done)
         starts.append(first)
         ends.append(last)
-        busy.append(sim.simulator.busy_seconds(first, last) / (last - first))
-        posts = sorted(sim.simulator.post_times)
+        engine = sum(min(r["finished_at"], last) - max(r["started_at"], first) for r in done)
+        busy.append(engine / (last - first))
+        posts = sorted(answer["post_times"])
         for record in done:
-            later = [p for p in posts if p >= record.finished_at]  # type: ignore[operator]
-            if later:
-                gaps.append((later[0] - record.finished_at) * 1000)  # type: ignore[operator]
+            i = bisect.bisect_left(posts, record["finished_at"])
+            if i < len(posts):
+                gaps.append((posts[i] - record["finished_at"]) * 1000)
     return Figures(name, max(ends) - min(starts), busy, gaps)
+
+
+class Simulators:
+    """Simulated ComfyUI backends, each served by its own Python process."""
+
+    def __init__(self, count: int, step_time: float) -> None:
+        self.count = count
+        self.step_time = step_time
+        self.urls: list[str] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    async def __aenter__(self) -> Simulators:
+        for _ in range(self.count):
+            port = _free_port()
+            code = (
+                "import asyncio\n"
+                "from stargraph.comfy.simulator import SimulatorConfig, serve_simulator\n"
+                f"config = SimulatorConfig(step_time={self.step_time!r}, "
+                f"checkpoints=({CHECKPOINT!r},), previews=False)\n"
+                f"asyncio.run(serve_simulator('127.0.0.1', {port}, config))\n"
+            )
+            self._procs.append(
+                subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.DEVNULL)
+            )
+            self.urls.append(f"http://127.0.0.1:{port}")
+        async with httpx.AsyncClient() as http:
+            for url in self.urls:
+                await _until_up(http, url)
+        return self
+
+    async def records(self) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as http:
+            return [(await http.get(f"{url}/sim/records")).json() for url in self.urls]
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            proc.wait(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _until_up(http: httpx.AsyncClient, url: str) -> None:
+    for _ in range(400):
+        try:
+            if (await http.get(f"{url}/prompt")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.05)  # start-up only
+    raise RuntimeError(f"simulator {url} did not start")
 
 
 def job_for(user: UserId, index: int) -> Job:
@@ -157,22 +220,19 @@ async def wait_all_finished(total: int, poll_s: float = 0.25) -> None:
 
 
 async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage: Path) -> Figures:
-    sim_config = SimulatorConfig(
-        step_time=args.step_time, checkpoints=(CHECKPOINT,), previews=False
-    )
-    async with running_simulator(sim_config) as a, running_simulator(sim_config) as b:
-        sims = [a, b]
+    async with Simulators(2, args.step_time) as sims:
+        backends = tuple(BackendId(url) for url in sims.urls)
         redis = connect_redis(redis_url)
         prefix = f"bench{uuid.uuid4().hex[:8]}"
         queue = RedisJobQueue(redis, prefix)
-        gateway = ComfyGateway(tuple(BackendId(s.url) for s in sims))
+        gateway = ComfyGateway(backends)
         ledger = TortoiseLedger()
         jobs = TortoiseJobStore(ledger)
         made = await make_jobs(jobs, ledger, args.jobs)
         for job in made:
             await queue.enqueue(QueuedJob(job.id, job.user_id, job.params.priority))
         config = EngineConfig(
-            backends=tuple(BackendId(s.url) for s in sims),
+            backends=backends,
             redis_prefix=prefix,
             fallback=Capabilities((CHECKPOINT,), ("euler",), ("normal",)),
         )
@@ -194,16 +254,12 @@ async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage
         await queue.aclose()
         await gateway.aclose()
         await redis.aclose()
-        return measure("stargraph", sims)
+        return measure("stargraph", await sims.records())
 
 
 async def run_baseline(args: argparse.Namespace, redis_url: str | None) -> Figures:
     """Pop once a second per idle backend, like the original scheduler."""
-    sim_config = SimulatorConfig(
-        step_time=args.step_time, checkpoints=(CHECKPOINT,), previews=False
-    )
-    async with running_simulator(sim_config) as a, running_simulator(sim_config) as b:
-        sims = [a, b]
+    async with Simulators(2, args.step_time) as sims:
         redis = connect_redis(redis_url)
         key = f"bench{uuid.uuid4().hex[:8]}:zset"
         graphs = {}
@@ -212,31 +268,34 @@ async def run_baseline(args: argparse.Namespace, redis_url: str | None) -> Figur
             graphs[job.id] = job.graph
             await redis.zadd(key, {job.id: i})
         async with httpx.AsyncClient(timeout=30) as http:
-            while len(graphs) > 0 or await _any_busy(http, sims):
+            while len(graphs) > 0 or await _any_busy(http, sims.urls):
                 tick = time.monotonic()
-                for sim in sims:
-                    if graphs and await _idle(http, sim):
+                for url in sims.urls:
+                    if graphs and await _idle(http, url):
                         popped = await redis.zpopmin(key)
                         job_id = popped[0][0].decode()
                         prompt = {"prompt": graphs.pop(job_id), "prompt_id": job_id}
-                        await http.post(f"{sim.url}/prompt", json=prompt)
+                        await http.post(f"{url}/prompt", json=prompt)
                 await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
         await redis.delete(key)
         await redis.aclose()
-        return measure("baseline", sims)
+        return measure("baseline", await sims.records())
 
 
-async def _idle(http: httpx.AsyncClient, sim: SimulatorHandle) -> bool:
-    answer = (await http.get(f"{sim.url}/prompt")).json()
+async def _idle(http: httpx.AsyncClient, url: str) -> bool:
+    answer = (await http.get(f"{url}/prompt")).json()
     return int(answer["exec_info"]["queue_remaining"]) == 0
 
 
-async def _any_busy(http: httpx.AsyncClient, sims: list[SimulatorHandle]) -> bool:
-    return not all([await _idle(http, s) for s in sims])
+async def _any_busy(http: httpx.AsyncClient, urls: list[str]) -> bool:
+    return not all([await _idle(http, url) for url in urls])
 
 
-def _sim_config(args: argparse.Namespace) -> SimulatorConfig:
-    return SimulatorConfig(step_time=args.step_time, checkpoints=(CHECKPOINT,), previews=False)
+def _database_url(server: str | None, tmp: str) -> str:
+    """A new database: a SQLite file, or a fresh one on the server URL given (dropped after)."""
+    if server is None:
+        return f"sqlite://{tmp}/bench.db"
+    return f"{server.rstrip('/')}/sg_bench_{uuid.uuid4().hex[:12]}"
 
 
 def _redis_url() -> str | None:
@@ -250,17 +309,20 @@ def _redis_url() -> str | None:
 async def main(args: argparse.Namespace) -> None:
     redis_url = _redis_url()
     with tempfile.TemporaryDirectory() as tmp:
-        db_url = f"sqlite://{tmp}/bench.db"
+        db_url = _database_url(args.database_url, tmp)
+        await create_database(db_url)
         await init_db(db_url)
         await migrate(db_url)
         try:
             ours = await run_stargraph(args, redis_url, Path(tmp) / "images")
         finally:
             await close_db()
+            await drop_database(db_url)
     base = await run_baseline(args, redis_url)
     job_s = STEPS * args.step_time
+    database = args.database_url.split("://")[0] if args.database_url else "SQLite file"
     print(f"{args.jobs} jobs of {job_s:g} s over 2 simulated backends "
-          f"(Redis: {redis_url or 'in-process'}, SQLite file)")  # fmt: skip
+          f"(Redis: {redis_url or 'in-process'}, database: {database})")  # fmt: skip
     print(ours.row())
     print(base.row())
 
@@ -269,4 +331,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--step-time", type=float, default=0.05, help="seconds per step (×20)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a database server, e.g. postgres://postgres@127.0.0.1:5432 (default: SQLite)",
+    )
     asyncio.run(main(parser.parse_args()))

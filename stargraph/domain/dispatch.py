@@ -29,7 +29,7 @@ from stargraph.domain.backends import (
     EngineGateway,
     SlotBook,
 )
-from stargraph.domain.events import EventBus, JobDispatched, JobFailed
+from stargraph.domain.events import EventBus, JobDispatched, JobFailed, JobQueued
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore
 from stargraph.domain.queue import Claim, JobQueue, QueuedJob
 from stargraph.domain.types import BackendId
@@ -78,17 +78,33 @@ class Dispatcher:
         self._policy = policy
         self._sent = sent  # tells this process's listener what to expect, before the POST
         self._clock = clock
+        self._sending = 0  # claims being sent right now (each will take a slot)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Dispatch until `stop` is set; a send under way when it is set still completes."""
-        while not stop.is_set():
-            if not await _unless_stopped(self._pool.wait_for_slot(), stop):
-                return
-            claim = await self._claim()
-            if claim is None:
-                await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
-                continue
+        """Dispatch until `stop` is set. Claims are taken one at a time, in queue order; the
+        sends run side by side (one per free slot), and those under way when `stop` is set
+        complete before this returns."""
+        async with asyncio.TaskGroup() as sends:
+            while not stop.is_set():
+                ready = self._pool.wait_for_slot(lambda: self._sending)
+                if not await _unless_stopped(ready, stop):
+                    break
+                claim = await self._claim()
+                if claim is None:
+                    await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
+                    continue
+                self._sending += 1
+                sends.create_task(self._dispatch_counted(claim))
+
+    async def _dispatch_counted(self, claim: Claim) -> None:
+        try:
             await self._dispatch(claim)
+        except Exception:
+            # the lease or reconciliation brings the job back; the dispatcher carries on
+            log.exception("dispatch of %s failed", claim.job_id)
+        finally:
+            self._sending -= 1
+            self._pool.signal()
 
     async def dispatch_once(self) -> bool:
         """One step: wait for a slot, then dispatch one job if any waits (else wait for work).
@@ -121,8 +137,12 @@ class Dispatcher:
             await self._free(backend, job)
             await self._queue.ack(claim)
             return
-        await self._publish_dispatched(dispatched)
-        await self._send(claim, dispatched, backend)
+        # announced while the POST travels (the listener's "started" comes much later)
+        announced = asyncio.ensure_future(self._publish_dispatched(dispatched))
+        try:
+            await self._send(claim, dispatched, backend)
+        finally:
+            await announced
 
     async def _reserve(self, job: Job) -> BackendId | None:
         for backend in self._pool.candidates(job.params.model):
@@ -171,7 +191,7 @@ class Dispatcher:
             await self._queue.enqueue(
                 QueuedJob(job.id, job.user_id, job.params.priority, job.front)
             )
-        await self._events.queue_moved()
+        await announce_queued(self._events, self._queue, job, self._clock())
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         failed = await self._jobs.finish_unpaid(
@@ -197,6 +217,20 @@ class Dispatcher:
                 job_id=job.id, user_id=job.user_id, at=self._clock(), status=JobStatus.DISPATCHED
             )
         )
+
+
+async def announce_queued(events: EventBus, queue: JobQueue, job: Job, at: datetime) -> None:
+    """Tell the owner the job waits again (with its place), and followers that the queue moved."""
+    await events.publish(
+        JobQueued(
+            job_id=job.id,
+            user_id=job.user_id,
+            at=at,
+            status=JobStatus.QUEUED,
+            position=await queue.position(job.id),
+        )
+    )
+    await events.queue_moved()
 
 
 async def _unless_stopped(waiting: Awaitable[object], stop: asyncio.Event) -> bool:

@@ -1,9 +1,12 @@
 """The listener: one ComfyUI socket per backend, turning its messages into job changes.
 
-It reads the socket's events in order and keeps them cheap (status, progress, previews);
-each job's ending (download images, store, settle) runs in a task of its own so the socket
-never stalls. The slot is freed the moment ComfyUI says the prompt is over, before the
-images are fetched, so the dispatcher can fill it while this job is being settled.
+The reader only decides (pure `progress.apply`) and frees a slot the moment ComfyUI says a
+prompt is over, before anything is fetched or written, so the dispatcher can fill it at
+once. Writes and events go through one ordered effects queue (a job's progress events
+always come before its ending); progress rows are written at most every
+`PROGRESS_WRITE_S` per job, and skipped while a newer step waits behind them, so a slow
+database delays rows, never the socket. Each ending (download images, store, settle) runs
+in a task of its own.
 
 On every (re)connect it reconciles the backend's in-flight jobs; on a `status` broadcast it
 re-checks jobs that run here under another client id (posted by a worker that died); a
@@ -25,10 +28,13 @@ from stargraph.domain.events import EventBus, JobPreview, JobProgress, JobStarte
 from stargraph.domain.jobs import IN_ENGINE, Job, JobStatus, JobStore
 from stargraph.domain.progress import (
     Change,
+    Failed,
     Follow,
+    Interrupted,
     Previewed,
     Started,
     Stepped,
+    Succeeded,
     apply,
     follow,
 )
@@ -40,6 +46,7 @@ from stargraph.engine.results import Finisher
 log = logging.getLogger(__name__)
 
 _FORGET_UNKNOWN = 256  # prompt ids not ours, remembered so they cost one lookup only
+PROGRESS_WRITE_S = 0.25  # the job row's progress may lag this much behind the events
 
 
 def _now() -> datetime:
@@ -49,12 +56,14 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = ("follow", "job", "started")
+    __slots__ = ("follow", "job", "last_step", "started", "written_at")
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.follow: Follow = follow(job)
         self.started: float | None = None
+        self.last_step = 0  # the newest step handed to the effects queue
+        self.written_at = 0.0  # when its progress was last written to the row
 
 
 class Listener:
@@ -94,6 +103,7 @@ class Listener:
         self._unknown: dict[str, None] = {}
         self._running: JobId | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._effects: asyncio.Queue[tuple[_Live, Change] | None] = asyncio.Queue()
 
     def expect(self, job: Job) -> None:
         """The dispatcher sent `job` here: follow it without a lookup."""
@@ -106,9 +116,11 @@ class Listener:
             self._tasks = tasks
             reader = tasks.create_task(self._read())
             ticker = tasks.create_task(self._tick(stop))
+            effects = tasks.create_task(self._carry_out_effects())
             await stop.wait()
             reader.cancel()
-            await asyncio.wait({ticker})
+            self._effects.put_nowait(None)  # drain what was decided, then stop
+            await asyncio.wait({ticker, effects})
         self._pool.mark_down(self.backend, "worker stopped")
 
     # --- reading -------------------------------------------------------------------------
@@ -154,7 +166,15 @@ class Listener:
             return
         live.follow, changes = apply(live.follow, message)
         for change in changes:
-            await self._carry_out(live, change)
+            if isinstance(change, Started):
+                self._running = job_id
+                live.started = time.monotonic()
+                self._pool.note_checkpoint(self.backend, live.job.params.model)
+            elif isinstance(change, Stepped):
+                live.last_step = change.step
+            elif isinstance(change, Succeeded | Failed | Interrupted):
+                await self._free_slot(live)
+            self._effects.put_nowait((live, change))
 
     def _job_of(self, message: m.Message) -> JobId | None:
         if isinstance(message, m.PreviewImage):
@@ -179,23 +199,17 @@ class Listener:
 
     # --- changes -------------------------------------------------------------------------
 
+    async def _carry_out_effects(self) -> None:
+        while (item := await self._effects.get()) is not None:
+            await self._guarded(self._carry_out(*item))
+
     async def _carry_out(self, live: _Live, change: Change) -> None:
         job = live.job
         match change:
             case Started():
                 await self._started(live)
             case Stepped(step=step, max_steps=max_steps):
-                await self._jobs.record_progress(job.id, step, max_steps)
-                await self._events.publish(
-                    JobProgress(
-                        job_id=job.id,
-                        user_id=job.user_id,
-                        at=self._clock(),
-                        status=JobStatus.RUNNING,
-                        step=step,
-                        max_steps=max_steps,
-                    )
-                )
+                await self._stepped(live, step, max_steps)
             case Previewed(image=image):
                 data_url = await preview_data_url(image)
                 if data_url is None:
@@ -210,12 +224,26 @@ class Listener:
                     )
                 )
             case _:
-                await self._ended(live, change)
+                self._spawn(self._finish(job, change))
+
+    async def _stepped(self, live: _Live, step: int, max_steps: int) -> None:
+        now = time.monotonic()
+        newest = step == live.last_step
+        if newest and (step == max_steps or now - live.written_at >= PROGRESS_WRITE_S):
+            live.written_at = now
+            await self._jobs.record_progress(live.job.id, step, max_steps)
+        await self._events.publish(
+            JobProgress(
+                job_id=live.job.id,
+                user_id=live.job.user_id,
+                at=self._clock(),
+                status=JobStatus.RUNNING,
+                step=step,
+                max_steps=max_steps,
+            )
+        )
 
     async def _started(self, live: _Live) -> None:
-        self._running = live.job.id
-        live.started = time.monotonic()
-        self._pool.note_checkpoint(self.backend, live.job.params.model)
         running = await self._jobs.mark_running(live.job.id, self._clock())
         if running is None:
             current = await self._jobs.get(live.job.id)
@@ -229,16 +257,16 @@ class Listener:
             )
         )
 
-    async def _ended(self, live: _Live, outcome: Change) -> None:
+    async def _free_slot(self, live: _Live) -> None:
+        """ComfyUI is done with the job: its slot is free now (the ending follows)."""
         job = live.job
         self._live.pop(job.id, None)
         if self._running == job.id:
             self._running = None
         if live.started is not None:
             self._pool.note_run_time(self.backend, time.monotonic() - live.started)
-        self._pool.set_inflight(self.backend, await self._slots.release(self.backend, job.id))
         self._ending.add(job.id)
-        self._spawn(self._finish(job, outcome))
+        self._pool.set_inflight(self.backend, await self._slots.release(self.backend, job.id))
 
     async def _finish(self, job: Job, outcome: Change) -> None:
         try:

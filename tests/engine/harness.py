@@ -21,7 +21,7 @@ from stargraph.broker.events import RedisEventBus
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.comfy.simulator import SimulatorConfig, SimulatorHandle, running_simulator
 from stargraph.domain.capabilities import Capabilities
-from stargraph.domain.jobs import Job
+from stargraph.domain.jobs import TERMINAL, Job
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, UserId
 from stargraph.engine.gateway import ComfyGateway, comfy_socket
@@ -29,7 +29,7 @@ from stargraph.storage import DiskImageFiles
 from stargraph.store.images import TortoiseImageStore
 from stargraph.store.jobs import TortoiseJobStore
 from stargraph.store.ledger import TortoiseLedger
-from stargraph.store.models import AccountRow, UserRow
+from stargraph.store.models import AccountRow, JobRow, UserRow
 from stargraph.worker import Engine, EngineConfig, EnginePorts, build_engine, run_worker
 from tests.engine.factory import CHECKPOINT
 
@@ -96,19 +96,20 @@ class Rig:
         self.task = None
 
     async def wait_terminal(self, job_ids: Iterable[JobId], within_s: float = 60.0) -> list[Job]:
-        """Every job once it is terminal (polls the table; fails after `within_s`)."""
+        """Every job once it is terminal (one COUNT per poll; fails after `within_s`)."""
         ids = list(job_ids)
+        terminal = [s.value for s in TERMINAL]
         deadline = time.monotonic() + within_s
-        while True:
-            found = [await self.jobs.get(j) for j in ids]
-            if all(j is not None and j.is_terminal for j in found):
-                return [j for j in found if j is not None]
+        while await JobRow.filter(id__in=ids, status__in=terminal).count() < len(ids):
             if self.task is not None and self.task.done():
                 self.task.result()  # the worker crashed: show why
             if time.monotonic() > deadline:
-                waiting = [(j.id, j.status.value) for j in found if j and not j.is_terminal]
-                raise AssertionError(f"jobs not finished in {within_s} s: {waiting[:10]}")
-            await asyncio.sleep(0.02)
+                waiting = await JobRow.filter(id__in=ids).exclude(status__in=terminal)
+                late = [(r.id, r.status) for r in waiting[:10]]
+                raise AssertionError(f"jobs not finished in {within_s} s: {late}")
+            await asyncio.sleep(0.05)
+        found = [await self.jobs.get(j) for j in ids]
+        return [j for j in found if j is not None]
 
     async def wait_status(self, job_id: JobId, *statuses: object, within_s: float = 30.0) -> Job:
         deadline = time.monotonic() + within_s
