@@ -47,6 +47,15 @@ COMMANDS: tuple[Command, ...] = (
         "stargraph.serve:add_api_arguments",
     ),
     Command(("schema",), "print the GraphQL schema (SDL)", "stargraph.serve:run_schema"),
+    Command(
+        ("worker",), "run the worker alone (dispatcher, listeners)", "stargraph.serve:run_worker"
+    ),
+    Command(
+        ("comfyui-sim",),
+        "run a simulated ComfyUI (no GPU) for demos and tests",
+        "stargraph.comfy.simulator:run",
+        "stargraph.comfy.simulator:add_arguments",
+    ),
     Command(("migrate",), "apply the database migrations", "stargraph.cli:run_migrate"),
     Command(
         ("users", "create"),

@@ -102,6 +102,14 @@ def run_api(args: argparse.Namespace) -> int:
     return _run(settings, args, worker=False)
 
 
+def run_worker(args: argparse.Namespace) -> int:
+    """`stargraph worker`: the engine alone; SIGTERM/SIGINT stop it gracefully."""
+    from stargraph.worker import main
+
+    main()
+    return 0
+
+
 def run_schema(args: argparse.Namespace) -> int:
     """`stargraph schema`: print the GraphQL SDL (as committed in schema.graphql)."""
     from stargraph.schema.build import sdl
