@@ -14,13 +14,12 @@ import contextlib
 import logging
 import signal
 import uuid
-from collections.abc import AsyncIterable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
 
-from stargraph.comfy import messages as m
 from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.dispatch import Dispatcher, DispatchPolicy
@@ -32,6 +31,7 @@ from stargraph.domain.types import BackendId
 from stargraph.engine.board import BackendBoard
 from stargraph.engine.capabilities import CapabilitiesBook
 from stargraph.engine.control import ComfyEngineControl
+from stargraph.engine.gateway import EngineSocket
 from stargraph.engine.listener import Listener
 from stargraph.engine.reconcile import ReconcilePolicy, Reconciler
 from stargraph.engine.results import Finisher
@@ -41,7 +41,7 @@ from stargraph.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SocketFactory = Callable[[BackendId, str], AsyncIterable[m.SocketEvent]]
+SocketFactory = Callable[[BackendId, str], EngineSocket]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class EnginePorts:
     files: ImageFiles
     events: EventBus
     gateway: EngineGateway
-    sockets: SocketFactory  # (backend, client id) -> the backend's socket events
+    sockets: SocketFactory  # (backend, client id) -> the backend's socket
 
 
 @dataclass(slots=True)
@@ -166,7 +166,6 @@ def _listener(
 ) -> Listener:
     reconciler = Reconciler(
         backend=backend,
-        client_id=client_id,
         engine=ports.gateway,
         jobs=ports.jobs,
         finisher=finisher,

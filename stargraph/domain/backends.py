@@ -53,16 +53,23 @@ class OutputImage:
 
 @dataclass(frozen=True, slots=True)
 class EngineQueue:
-    """A backend's own queue: prompt id → the client id it was posted with."""
+    """The prompt ids a backend is running and holding in its own queue."""
 
-    running: Mapping[JobId, str | None]
-    pending: Mapping[JobId, str | None]
+    running: frozenset[JobId]
+    pending: frozenset[JobId]
 
     def holds(self, job_id: JobId) -> bool:
         return job_id in self.running or job_id in self.pending
 
-    def client_of(self, job_id: JobId) -> str | None:
-        return self.running.get(job_id) or self.pending.get(job_id)
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """How a backend's history (`/history/{id}`) says a prompt ended."""
+
+    succeeded: bool
+    images: Mapping[str, tuple[OutputImage, ...]]  # output node id → its files
+    error: str | None = None  # a short summary of the runtime error, if one ended it
+    interrupted: bool = False
 
 
 class EngineGateway(Protocol):
@@ -77,7 +84,7 @@ class EngineGateway(Protocol):
 
     async def queue(self, backend: BackendId) -> EngineQueue: ...
 
-    async def history(self, backend: BackendId, job_id: JobId) -> Mapping[str, Any] | None:
+    async def history(self, backend: BackendId, job_id: JobId) -> HistoryRecord | None:
         """The job's history entry; None when the backend has none (yet, or any more)."""
         ...
 

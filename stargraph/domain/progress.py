@@ -2,7 +2,7 @@
 
 The listener keeps one `Follow` per job its backend runs, feeds it every message of that
 job through `apply`, and carries out the returned changes. `outcome_of_history` reads a
-`/history/{id}` entry the same way, for reconciliation after lost messages.
+history entry the same way, for reconciliation after lost messages.
 
 Order facts from the recordings (protocol.md §2.5, §3): `execution_success` arrives before
 the history entry is written, so the job ends on `executing` with `node: null`; errors and
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stargraph.comfy import messages as m
-from stargraph.domain.backends import OutputImage
+from stargraph.domain.backends import HistoryRecord, OutputImage
 from stargraph.domain.jobs import Job
 from stargraph.domain.types import JobId, UserId
 
@@ -131,41 +131,17 @@ def error_message(error: m.ExecutionError) -> str:
     return error.summary[:MAX_ERROR_MESSAGE]
 
 
-def outcome_of_history(state: Follow, entry: Mapping[str, Any]) -> Outcome | None:
-    """The ending an `/history/{id}` entry records; None when it records none yet."""
-    status = entry.get("status") or {}
-    messages = [item for item in status.get("messages") or [] if isinstance(item, list)]
-    kinds = {item[0]: item[1] for item in messages if len(item) == 2}
-    if "execution_error" in kinds:
-        return Failed(RUNTIME_ERROR, _history_error(kinds["execution_error"]))
-    if "execution_interrupted" in kinds:
+def outcome_of_history(state: Follow, record: HistoryRecord) -> Outcome | None:
+    """The ending a history entry records; None when it records none (yet)."""
+    if record.error is not None:
+        return Failed(RUNTIME_ERROR, record.error[:MAX_ERROR_MESSAGE])
+    if record.interrupted:
         return Interrupted()
-    if status.get("status_str") == "success" or status.get("completed"):
-        return Succeeded(_history_images(state, entry.get("outputs") or {}))
-    return None
-
-
-def _history_images(state: Follow, outputs: Mapping[str, Any]) -> tuple[OutputImage, ...]:
-    nodes = [state.save_node] if state.save_node is not None else sorted(outputs)
-    found: list[OutputImage] = []
-    for node in nodes:
-        for image in (outputs.get(node) or {}).get("images") or []:
-            found.append(
-                OutputImage(
-                    str(image["filename"]),
-                    str(image.get("subfolder", "")),
-                    str(image.get("type", "output")),
-                )
-            )
-    return tuple(found)
-
-
-def _history_error(data: Any) -> str:
-    try:
-        error = m.parse_event("execution_error", data)
-    except m.MalformedFrame:
-        return "the engine reported an error"
-    return error_message(error) if isinstance(error, m.ExecutionError) else str(error)
+    if not record.succeeded:
+        return None
+    if state.save_node is not None:
+        return Succeeded(record.images.get(state.save_node, ()))
+    return Succeeded(tuple(i for node in sorted(record.images) for i in record.images[node]))
 
 
 def _node_of(graph: Mapping[str, Any], wanted: Any) -> str | None:

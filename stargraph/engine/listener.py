@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from stargraph.comfy import messages as m
@@ -39,6 +39,7 @@ from stargraph.domain.progress import (
     follow,
 )
 from stargraph.domain.types import BackendId, JobId
+from stargraph.engine.gateway import EngineSocket
 from stargraph.engine.previews import preview_data_url
 from stargraph.engine.reconcile import Reconciler
 from stargraph.engine.results import Finisher
@@ -72,7 +73,7 @@ class Listener:
         *,
         backend: BackendId,
         client_id: str,
-        socket: Callable[[], AsyncIterable[m.SocketEvent]],
+        socket: Callable[[], EngineSocket],
         engine: EngineGateway,
         jobs: JobStore,
         events: EventBus,
@@ -104,11 +105,18 @@ class Listener:
         self._running: JobId | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._effects: asyncio.Queue[tuple[_Live, Change] | None] = asyncio.Queue()
+        self._sock: EngineSocket | None = None
 
     def expect(self, job: Job) -> None:
         """The dispatcher sent `job` here: follow it without a lookup."""
         if job.id not in self._live:
             self._live[job.id] = _Live(job)
+        self._watch_silence()
+
+    def _watch_silence(self) -> None:
+        """The socket's silence detector runs while jobs are believed inside the backend."""
+        if self._sock is not None:
+            self._sock.set_active(bool(self._live or self._foreign))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until `stop`; endings under way are completed before returning."""
@@ -127,15 +135,20 @@ class Listener:
 
     async def _read(self) -> None:
         while True:
+            socket = self._socket()
+            self._sock = socket
             try:
-                async for event in self._socket():
+                async for event in socket:
                     await self._guarded(self.handle(event))
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception:
                 log.exception("socket of %s failed; reopening", self.backend)
                 self._pool.mark_down(self.backend, "socket failed")
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # a crash of the socket loop itself: no hot retry
+            finally:
+                self._sock = None
+                await socket.aclose()
 
     async def handle(self, event: m.SocketEvent) -> None:
         """Act on one socket event (public so tests can feed recorded events)."""
@@ -188,6 +201,8 @@ class Listener:
         job = await self._jobs.get(job_id)
         if job is not None and job.status in IN_ENGINE and job.backend == self.backend:
             live = self._live[job_id] = _Live(job)
+            self._foreign.discard(job_id)
+            self._watch_silence()
             return live
         if job is not None and job.is_terminal and isinstance(message, m.ExecutionStart):
             # ended while it waited inside ComfyUI (a cancel that raced the POST): stop it
@@ -266,6 +281,7 @@ class Listener:
         if live.started is not None:
             self._pool.note_run_time(self.backend, time.monotonic() - live.started)
         self._ending.add(job.id)
+        self._watch_silence()
         self._pool.set_inflight(self.backend, await self._slots.release(self.backend, job.id))
 
     async def _finish(self, job: Job, outcome: Change) -> None:
@@ -278,15 +294,19 @@ class Listener:
 
     async def _reconcile(self) -> None:
         expected = set(self._live)  # followed before the pass began
-        report = await self._reconciler.reconcile(skip=self._ending)
+        report = await self._reconciler.reconcile(skip=self._ending, followed=expected)
         self._foreign = report.foreign
         gone = (expected - report.in_flight - self._ending) | report.ended | report.requeued
         for job_id in gone:
             self._live.pop(job_id, None)
+        self._watch_silence()
 
     async def _recheck_foreign(self) -> None:
-        report = await self._reconciler.reconcile(only=set(self._foreign), skip=self._ending)
+        report = await self._reconciler.reconcile(
+            only=set(self._foreign), skip=self._ending, followed=set(self._live)
+        )
         self._foreign = report.foreign
+        self._watch_silence()
 
     async def _tick(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -1,7 +1,8 @@
 """Reconciliation: make the jobs table agree with what one backend really holds.
 
 Run by the listener on every (re)connect, when a `status` broadcast says the backend's queue
-moved while it watches jobs posted by another process, and on its housekeeping tick. For
+moved while it watches jobs whose messages do not reach it (posted by a worker that died, or
+by another process), and on its housekeeping tick. For
 every job the table says is DISPATCHED/RUNNING on the backend:
 
 - still in the backend's queue: leave it (or fail it past its timeout, then interrupt it);
@@ -45,7 +46,7 @@ class Report:
     """What one pass found."""
 
     in_flight: set[JobId] = field(default_factory=set)  # what the table says runs here
-    foreign: set[JobId] = field(default_factory=set)  # running here for another client id
+    foreign: set[JobId] = field(default_factory=set)  # inside the backend, messages not ours
     ended: set[JobId] = field(default_factory=set)
     requeued: set[JobId] = field(default_factory=set)
 
@@ -59,7 +60,6 @@ class Reconciler:
         self,
         *,
         backend: BackendId,
-        client_id: str,
         engine: EngineGateway,
         jobs: JobStore,
         finisher: Finisher,
@@ -68,7 +68,6 @@ class Reconciler:
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._backend = backend
-        self._client_id = client_id
         self._engine = engine
         self._jobs = jobs
         self._finisher = finisher
@@ -77,9 +76,13 @@ class Reconciler:
         self._clock = clock
 
     async def reconcile(
-        self, only: Collection[JobId] | None = None, skip: Collection[JobId] = ()
+        self,
+        only: Collection[JobId] | None = None,
+        skip: Collection[JobId] = (),
+        followed: Collection[JobId] = (),
     ) -> Report:
-        """One pass over this backend's in-flight jobs (or only those in `only`)."""
+        """One pass over this backend's in-flight jobs (or only those in `only`); jobs in
+        `skip` are being ended already; `followed` are those whose messages reach us."""
         report = Report()
         jobs = [
             job
@@ -92,6 +95,8 @@ class Reconciler:
         queue = await self._engine.queue(self._backend)
         for job in jobs:
             await self._one(job, queue, report)
+            if queue.holds(job.id) and job.id not in followed and job.id not in report.ended:
+                report.foreign.add(job.id)
         return report
 
     async def _one(self, job: Job, queue: EngineQueue, report: Report) -> None:
@@ -111,11 +116,8 @@ class Reconciler:
         if self._timed_out(job):
             await self.time_out(job, queue)
             report.ended.add(job.id)
-            return
-        if job.id in queue.running and job.status is JobStatus.DISPATCHED:
+        elif job.id in queue.running and job.status is JobStatus.DISPATCHED:
             await self._jobs.mark_running(job.id, self._clock())  # its start was not seen
-        if queue.client_of(job.id) != self._client_id:
-            report.foreign.add(job.id)
 
     async def time_out(self, job: Job, queue: EngineQueue) -> None:
         """FAILED first (so the interrupt's echo cannot turn it into CANCELLED), then stop it

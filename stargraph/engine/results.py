@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from stargraph.domain.backends import EngineGateway, OutputImage
+from stargraph.domain.backends import BackendRejected, EngineGateway, OutputImage
 from stargraph.domain.events import EventBus, JobCancelled, JobFailed, JobSucceeded
 from stargraph.domain.gallery import ImageFiles, ImageStore
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore, NewImage
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NO_IMAGES = "NO_IMAGES"
+IMAGES_LOST = "IMAGES_LOST"
 
 
 def _now() -> datetime:
@@ -82,16 +83,20 @@ class Finisher:
 
     async def _images_from_history(self, job: Job, backend: BackendId) -> list[OutputImage]:
         """`executed` was missed (socket dropped): the history entry names the images."""
-        entry = await self._engine.history(backend, job.id)
-        outcome = outcome_of_history(follow(job), entry) if entry else None
+        record = await self._engine.history(backend, job.id)
+        outcome = outcome_of_history(follow(job), record) if record else None
         return list(outcome.images) if isinstance(outcome, Succeeded) else []
 
     async def succeed(self, job: Job, backend: BackendId, produced: list[OutputImage]) -> bool:
         """Download and store every image, then settle and announce; True if this call
-        ended the job. Raises when a download fails (the job stays in the engine)."""
+        ended the job. Raises when a download fails for a passing reason (the job stays in
+        the engine, and reconciliation tries again)."""
         if not produced:
             return await self.fail(job, NO_IMAGES, "the engine finished without images", backend)
-        stored = [await self._store(job, backend, i, image) for i, image in enumerate(produced)]
+        try:
+            stored = [await self._store(job, backend, i, img) for i, img in enumerate(produced)]
+        except BackendRejected as exc:  # the backend no longer has the file
+            return await self.fail(job, IMAGES_LOST, exc.message, backend)
         done = await self._jobs.succeed(job.id, stored, self._price, self._clock())
         if done is None:
             return False

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stargraph.comfy import messages as m
-from stargraph.domain.backends import OutputImage
+from stargraph.domain.backends import HistoryRecord, OutputImage
 from stargraph.domain.progress import (
     RUNTIME_ERROR,
     Failed,
@@ -21,7 +21,7 @@ from stargraph.domain.progress import (
     follow,
     outcome_of_history,
 )
-from tests.comfy.recordings import load_http, load_transcript, rebuild_binary
+from tests.comfy.recordings import load_transcript, rebuild_binary
 from tests.engine.factory import make_job
 
 
@@ -120,15 +120,16 @@ def test_cached_outputs_of_another_node_do_not_replace_the_images() -> None:
     assert changes == [Succeeded((OutputImage("x_00001_.png"),))]
 
 
-def test_history_entries_give_the_same_endings() -> None:
-    state = follow(make_job(1, job_id="a-c8f912dcf6a9"))
-    normal = next(iter(load_http("history_a_normal").values()))
-    assert outcome_of_history(state, normal) == Succeeded(
-        (OutputImage("a_normal_00001_.png"), OutputImage("a_normal_00002_.png"))
+def test_history_records_give_the_same_endings() -> None:
+    state = follow(make_job(1, job_id="h1"))
+    image = OutputImage("stargraph/h1_00001_.png", "", "output")
+    other = OutputImage("preview_00001_.png", "", "temp")
+    done = HistoryRecord(succeeded=True, images={"9": (image,), "12": (other,)})
+    assert outcome_of_history(state, done) == Succeeded((image,))
+    failed = outcome_of_history(
+        state, HistoryRecord(succeeded=False, images={}, error="RuntimeError: boom")
     )
-    error = next(iter(load_http("history_d_runtime_error").values()))
-    failed = outcome_of_history(state, error)
-    assert isinstance(failed, Failed) and len(failed.message) <= 2000
-    interrupted = next(iter(load_http("history_e_interrupted").values()))
+    assert failed == Failed(RUNTIME_ERROR, "RuntimeError: boom")
+    interrupted = HistoryRecord(succeeded=False, images={}, interrupted=True)
     assert outcome_of_history(state, interrupted) == Interrupted()
-    assert outcome_of_history(state, {"status": {"status_str": "running"}}) is None
+    assert outcome_of_history(state, HistoryRecord(succeeded=False, images={})) is None
