@@ -167,6 +167,9 @@ class ComfySocket:
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({connecting, closing}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            connecting.cancel()
+            raise
         finally:
             closing.cancel()
         if not connecting.done():
@@ -178,6 +181,9 @@ class ComfySocket:
             ws = connecting.result()
         except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as exc:
             raise _SocketEnded(f"cannot connect: {exc!r}") from exc
+        if self._closing.is_set():  # aclose() won the race after all
+            await ws.close()
+            return None
         if self.preview_metadata:
             try:
                 await ws.send(FEATURE_FLAGS)
