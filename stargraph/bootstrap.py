@@ -14,12 +14,9 @@ import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
-from tortoise import connections
-from tortoise.functions import Count
 
 from stargraph.broker.cache import RedisTranslationCache
 from stargraph.broker.connection import connect_redis
@@ -28,11 +25,9 @@ from stargraph.broker.limits import RateLimiter
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.comfy.sim_config import SimulatorConfig
 from stargraph.comfy.simulator import SimulatorHandle, running_simulator
-from stargraph.domain.backends import BackendStatus
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.control import JobControl
 from stargraph.domain.gallery import Gallery, LinkSigner
-from stargraph.domain.jobs import JobStatus
 from stargraph.domain.submit import SubmitPolicy, Submitter
 from stargraph.domain.translation import PromptTranslator, TranslationStats
 from stargraph.domain.users import username_key
@@ -42,13 +37,12 @@ from stargraph.engine.gateway import ComfyGateway, comfy_socket
 from stargraph.metrics import Metrics
 from stargraph.ollama import OllamaTranslator
 from stargraph.settings import Settings
+from stargraph.status import EngineView, FinishedRuns, jobs_by_status, ping_database
 from stargraph.storage import DiskImageFiles
-from stargraph.store.convert import aware
 from stargraph.store.db import close_db, engine_of, init_db, migrate
 from stargraph.store.images import TortoiseImageStore
 from stargraph.store.jobs import TortoiseJobStore
 from stargraph.store.ledger import TortoiseLedger
-from stargraph.store.models import JobRow
 from stargraph.store.users import UserService
 from stargraph.worker import Engine, EngineConfig, EnginePorts, build_engine, run_worker
 
@@ -92,7 +86,7 @@ class Services:
     engine_view: EngineView
     _stack: AsyncExitStack = field(repr=False)
     simulators: list[SimulatorHandle] = field(default_factory=list)
-    _finished_runs: _FinishedRuns = field(default_factory=lambda: _FinishedRuns(), repr=False)
+    _finished_runs: FinishedRuns = field(default_factory=FinishedRuns, repr=False)
 
     def capabilities(self) -> Capabilities:
         return self.capabilities_book.current()
@@ -105,7 +99,7 @@ class Services:
         }
 
     async def _check_database(self) -> None:
-        await _ping_database()
+        await ping_database()
 
     async def _check_redis(self) -> None:
         await self.redis.ping()
@@ -120,7 +114,7 @@ class Services:
         backends = await self.engine_view.backends()
         self.metrics.refresh(
             queue_length=await self.queue.length(),
-            jobs_by_status=await _jobs_by_status(),
+            jobs_by_status=await jobs_by_status(),
             backends=backends,
         )
         self.metrics.observe_runs(await self._finished_runs.since_last())
@@ -131,37 +125,6 @@ class Services:
 
     async def aclose(self) -> None:
         await self._stack.aclose()
-
-
-async def _jobs_by_status() -> dict[str, int]:
-    rows = await JobRow.annotate(n=Count("id")).group_by("status").values_list("status", "n")
-    counts = {status.value: 0 for status in JobStatus}
-    counts.update({str(status): int(n) for status, n in rows})
-    return counts
-
-
-class _FinishedRuns:
-    """Run times of the jobs that succeeded since the previous scrape, read from the jobs
-    table, so any process (API or worker) can export them."""
-
-    def __init__(self) -> None:
-        self._since = datetime.now(UTC)
-
-    async def since_last(self) -> list[tuple[str, float]]:
-        rows = await JobRow.filter(
-            status=JobStatus.SUCCEEDED.value, finished_at__gt=self._since
-        ).values_list("backend", "started_at", "finished_at")
-        runs = []
-        for backend, started, finished in rows:
-            start, end = aware(started), aware(finished)
-            self._since = max(self._since, end)
-            if backend and start:
-                runs.append((str(backend), (end - start).total_seconds()))
-        return runs
-
-
-async def _ping_database() -> None:
-    await connections.get("default").execute_query("SELECT 1")
 
 
 async def _start_simulators(
@@ -236,24 +199,6 @@ async def _translator(
         timeout_s=settings.ollama_timeout_s,
         stats=stats,
     )
-
-
-class EngineView:
-    """The engines as the API shows them: this process's pool when the worker runs here,
-    else the board the workers publish to Redis."""
-
-    def __init__(self, engine: Engine, local: bool) -> None:
-        self._engine = engine
-        self._local = local
-
-    async def backends(self) -> list[BackendStatus]:
-        if self._local:
-            return self._engine.backends()
-        config = self._engine.config
-        return await self._engine.board.read(config.backends, config.max_inflight)
-
-    async def running(self) -> int:
-        return await JobRow.filter(status=JobStatus.RUNNING.value).count()
 
 
 async def _refresh_capabilities(
