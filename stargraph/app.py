@@ -201,7 +201,9 @@ def create_app(
         build_schema(_schema_options(settings)),
         graphql_ide="graphiql" if settings.graphiql else None,
         allowed_origins=settings.allowed_origins,
-        max_subscriptions_per_connection=settings.max_subscriptions_per_user,
+        # Strawberry's own per-socket cap answers without a code; ours (per user, any
+        # socket) answers RATE_LIMITED first, so Strawberry's is only a backstop.
+        max_subscriptions_per_connection=settings.max_subscriptions_per_user + 1,
     )
 
     @asynccontextmanager

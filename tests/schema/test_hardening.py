@@ -49,9 +49,15 @@ async def test_subscriptions_per_user_are_limited(tmp_path: Path) -> None:
                 async for _ in two.events(third, wait_s=10):
                     pass
             assert refused.value.code == "RATE_LIMITED"
-        other = await stack.client.register("kim")  # the limit is per user
+        other = await stack.client.register("kim")  # the limit is per user, on any socket
         async with subscriptions(stack.url, other.token) as ws:
             await ws.subscribe(MY_EVENTS)
+            await ws.subscribe(MY_EVENTS)
+            third = await ws.subscribe(MY_EVENTS)
+            with pytest.raises(GraphQLError) as refused:
+                async for _ in ws.events(third, wait_s=10):
+                    pass
+            assert refused.value.code == "RATE_LIMITED"
 
 
 async def test_a_bad_token_closes_the_socket_with_4403(tmp_path: Path) -> None:
