@@ -26,7 +26,6 @@ import asyncio
 import bisect
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -114,7 +113,7 @@ class Simulators:
         self.count = count
         self.step_time = step_time
         self.urls: list[str] = []
-        self._procs: list[subprocess.Popen[bytes]] = []
+        self._procs: list[asyncio.subprocess.Process] = []
 
     async def __aenter__(self) -> Simulators:
         for _ in range(self.count):
@@ -127,7 +126,9 @@ class Simulators:
                 f"asyncio.run(serve_simulator('127.0.0.1', {port}, config))\n"
             )
             self._procs.append(
-                subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.DEVNULL)
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", code, cwd=ROOT, stderr=asyncio.subprocess.DEVNULL
+                )
             )
             self.urls.append(f"http://127.0.0.1:{port}")
         async with httpx.AsyncClient() as http:
@@ -143,7 +144,7 @@ class Simulators:
         for proc in self._procs:
             proc.terminate()
         for proc in self._procs:
-            proc.wait(10)
+            await asyncio.wait_for(proc.wait(), 10)
 
 
 def _free_port() -> int:

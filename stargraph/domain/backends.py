@@ -238,13 +238,6 @@ class BackendPool:
     def has_free_slot(self) -> bool:
         return any(self._is_free(b) for b in self._states)
 
-    def free_slots(self) -> int:
-        """Free slots on healthy backends, by the current hints."""
-        return sum(
-            max(0, self.max_inflight - s.inflight)
-            for b, s in self._states.items()
-            if self.is_healthy(b)
-        )
 
     def candidates(self, checkpoint: str | None) -> list[BackendId]:
         """Healthy backends with a free slot: those that last ran `checkpoint` first, then
@@ -262,12 +255,11 @@ class BackendPool:
         """Wake whoever waits for a slot (a slot was freed or a backend came back)."""
         self._changed.set()
 
-    async def wait_for_slot(self, taken: Callable[[], int] = lambda: 0) -> None:
-        """Return once healthy backends have more free slots (by the current hints) than
-        `taken()` (slots the caller is filling right now)."""
+    async def wait_for_slot(self) -> None:
+        """Return once some healthy backend has a free slot (by the current hints)."""
         while True:
             self._changed.clear()
-            if self.free_slots() > taken():
+            if self.has_free_slot():
                 return
             await self._changed.wait()
 

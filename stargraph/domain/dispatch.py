@@ -37,6 +37,7 @@ from stargraph.domain.types import BackendId
 log = logging.getLogger(__name__)
 
 REJECTED = "COMFY_VALIDATION"
+_RETRY_S = 0.5
 UNREACHABLE = "DISPATCH_FAILED"
 
 
@@ -51,6 +52,15 @@ class DispatchPolicy:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ticket:
+    """A claimed job with a slot reserved on `backend`."""
+
+    claim: Claim
+    job: Job
+    backend: BackendId
 
 
 class Dispatcher:
@@ -78,33 +88,33 @@ class Dispatcher:
         self._policy = policy
         self._sent = sent  # tells this process's listener what to expect, before the POST
         self._clock = clock
-        self._sending = 0  # claims being sent right now (each will take a slot)
+        self._last_send: dict[BackendId, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Dispatch until `stop` is set. Claims are taken one at a time, in queue order; the
-        sends run side by side (one per free slot), and those under way when `stop` is set
-        complete before this returns."""
+        """Dispatch until `stop` is set. Jobs are claimed and given a slot one at a time, in
+        queue order; their sends then run side by side, but each backend receives its jobs
+        in that order. Sends under way when `stop` is set complete before this returns."""
         async with asyncio.TaskGroup() as sends:
             while not stop.is_set():
-                ready = self._pool.wait_for_slot(lambda: self._sending)
-                if not await _unless_stopped(ready, stop):
-                    break
-                claim = await self._claim()
-                if claim is None:
-                    await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
-                    continue
-                self._sending += 1
-                sends.create_task(self._dispatch_counted(claim))
+                try:
+                    await self._next(sends, stop)
+                except Exception:
+                    # Redis or the database away for a moment: try again shortly
+                    log.exception("dispatcher step failed; retrying")
+                    await _unless_stopped(asyncio.sleep(_RETRY_S), stop)
 
-    async def _dispatch_counted(self, claim: Claim) -> None:
-        try:
-            await self._dispatch(claim)
-        except Exception:
-            # the lease or reconciliation brings the job back; the dispatcher carries on
-            log.exception("dispatch of %s failed", claim.job_id)
-        finally:
-            self._sending -= 1
-            self._pool.signal()
+    async def _next(self, sends: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        if not await _unless_stopped(self._pool.wait_for_slot(), stop):
+            return
+        claim = await self._claim()
+        if claim is None:
+            await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
+            return
+        ticket = await self._take(claim)
+        if ticket is not None:
+            before = self._last_send.get(ticket.backend)
+            task = sends.create_task(self._deliver_in_turn(ticket, before))
+            self._last_send[ticket.backend] = task
 
     async def dispatch_once(self) -> bool:
         """One step: wait for a slot, then dispatch one job if any waits (else wait for work).
@@ -114,7 +124,9 @@ class Dispatcher:
         if claim is None:
             await self._queue.wait_for_work(self._policy.idle_wait_s)
             return False
-        await self._dispatch(claim)
+        ticket = await self._take(claim)
+        if ticket is not None:
+            await self._deliver(ticket)
         return True
 
     async def _claim(self) -> Claim | None:
@@ -123,24 +135,38 @@ class Dispatcher:
             return None
         return await self._queue.claim(hint[0], self._policy.lease_s)
 
-    async def _dispatch(self, claim: Claim) -> None:
+    async def _take(self, claim: Claim) -> _Ticket | None:
+        """The claimed job with a slot reserved for it; None when it cannot go now."""
         job = await self._jobs.get(claim.job_id)
         if job is None or job.status is not JobStatus.QUEUED:
             await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
-            return
+            return None
         backend = await self._reserve(job)
         if backend is None:
             await self._queue.requeue(job.id)  # another process took the slot first
-            return
+            return None
+        return _Ticket(claim, job, backend)
+
+    async def _deliver_in_turn(self, ticket: _Ticket, before: asyncio.Task[None] | None) -> None:
+        try:
+            await self._deliver(ticket, before)
+        except Exception:
+            # the lease or reconciliation brings the job back; the dispatcher carries on
+            log.exception("dispatch of %s failed", ticket.job.id)
+
+    async def _deliver(self, ticket: _Ticket, before: asyncio.Task[None] | None = None) -> None:
+        job, backend = ticket.job, ticket.backend
         dispatched = await self._jobs.mark_dispatched(job.id, backend, self._clock())
         if dispatched is None:  # cancelled meanwhile
             await self._free(backend, job)
-            await self._queue.ack(claim)
+            await self._queue.ack(ticket.claim)
             return
         # announced while the POST travels (the listener's "started" comes much later)
         announced = asyncio.ensure_future(self._publish_dispatched(dispatched))
         try:
-            await self._send(claim, dispatched, backend)
+            if before is not None:
+                await asyncio.wait({before})  # the job claimed earlier reaches it first
+            await self._send(ticket.claim, dispatched, backend)
         finally:
             await announced
 

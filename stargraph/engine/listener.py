@@ -57,11 +57,12 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = ("follow", "job", "last_step", "started", "written_at")
+    __slots__ = ("follow", "heard_at", "job", "last_step", "started", "written_at")
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.follow: Follow = follow(job)
+        self.heard_at = time.monotonic()  # the last message about it (or when it was sent)
         self.started: float | None = None
         self.last_step = 0  # the newest step handed to the effects queue
         self.written_at = 0.0  # when its progress was last written to the row
@@ -106,6 +107,8 @@ class Listener:
         self._tasks: asyncio.TaskGroup | None = None
         self._effects: asyncio.Queue[tuple[_Live, Change] | None] = asyncio.Queue()
         self._sock: EngineSocket | None = None
+        self._last_tick = time.monotonic()
+        self._quiet: set[JobId] = set()  # followed jobs not heard from during the last tick
 
     def expect(self, job: Job) -> None:
         """The dispatcher sent `job` here: follow it without a lookup."""
@@ -166,7 +169,7 @@ class Listener:
     async def _connected(self) -> None:
         log.info("connected to %s as %s", self.backend, self.client_id)
         self._pool.mark_up(self.backend)
-        await self._reconcile()
+        await self._reconcile(after_connect=True)
         if self._on_connect is not None:
             self._spawn(self._on_connect(self.backend))
 
@@ -177,6 +180,7 @@ class Listener:
         live = self._live.get(job_id) or await self._lookup(job_id, message)
         if live is None:
             return
+        live.heard_at = time.monotonic()
         live.follow, changes = apply(live.follow, message)
         for change in changes:
             if isinstance(change, Started):
@@ -282,7 +286,12 @@ class Listener:
             self._pool.note_run_time(self.backend, time.monotonic() - live.started)
         self._ending.add(job.id)
         self._watch_silence()
-        self._pool.set_inflight(self.backend, await self._slots.release(self.backend, job.id))
+        try:
+            count = await self._slots.release(self.backend, job.id)
+        except Exception:  # Redis away: the sweeper frees the slot of a job that has ended
+            log.exception("could not free the slot of %s", job.id)
+            return
+        self._pool.set_inflight(self.backend, count)
 
     async def _finish(self, job: Job, outcome: Change) -> None:
         try:
@@ -292,21 +301,30 @@ class Listener:
 
     # --- reconciliation ------------------------------------------------------------------
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, after_connect: bool = False) -> None:
         expected = set(self._live)  # followed before the pass began
-        report = await self._reconciler.reconcile(skip=self._ending, followed=expected)
-        self._foreign = report.foreign
+        report = await self._reconciler.reconcile(
+            skip=self._ending, followed=() if after_connect else self._recently_heard()
+        )
+        self._foreign = report.foreign - set(self._live)
         gone = (expected - report.in_flight - self._ending) | report.ended | report.requeued
         for job_id in gone:
             self._live.pop(job_id, None)
         self._watch_silence()
 
     async def _recheck_foreign(self) -> None:
-        report = await self._reconciler.reconcile(
-            only=set(self._foreign), skip=self._ending, followed=set(self._live)
-        )
-        self._foreign = report.foreign
+        report = await self._reconciler.reconcile(only=set(self._foreign), skip=self._ending)
+        self._foreign = report.foreign - set(self._live)
         self._watch_silence()
+
+    def _recently_heard(self) -> set[JobId]:
+        """Jobs whose messages flow: their ending will come by message, so a pass leaves them
+        alone (but for timeouts). One that stayed quiet for two ticks in a row is checked
+        against the backend, however: its ending may have been lost."""
+        now = time.monotonic()
+        quiet = {job_id for job_id, live in self._live.items() if live.heard_at < self._last_tick}
+        suspects, self._quiet, self._last_tick = quiet & self._quiet, quiet, now
+        return set(self._live) - suspects
 
     async def _tick(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -81,8 +81,9 @@ class Reconciler:
         skip: Collection[JobId] = (),
         followed: Collection[JobId] = (),
     ) -> Report:
-        """One pass over this backend's in-flight jobs (or only those in `only`); jobs in
-        `skip` are being ended already; `followed` are those whose messages reach us."""
+        """One pass over this backend's in-flight jobs (or only those in `only`). Jobs in
+        `skip` are being ended already; jobs in `followed` are getting their messages, so
+        they are only checked for their timeout (after a reconnect, pass none)."""
         report = Report()
         jobs = [
             job
@@ -94,8 +95,13 @@ class Reconciler:
             return report
         queue = await self._engine.queue(self._backend)
         for job in jobs:
+            if job.id in followed:
+                if queue.holds(job.id) and self._timed_out(job):
+                    await self.time_out(job, queue)
+                    report.ended.add(job.id)
+                continue
             await self._one(job, queue, report)
-            if queue.holds(job.id) and job.id not in followed and job.id not in report.ended:
+            if queue.holds(job.id) and job.id not in report.ended:
                 report.foreign.add(job.id)
         return report
 

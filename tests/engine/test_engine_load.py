@@ -49,8 +49,9 @@ async def test_a_hundred_jobs_of_five_users_on_three_backends(
         assert all(max_concurrent(sim) <= 2 for sim in rig.sims)
         assert all(sim.records for sim in rig.sims)  # every backend took work
 
-        # fairness: in start order, the first 25 starts hold about 5 of each user's jobs
-        by_start = sorted(done, key=lambda j: j.started_at)  # type: ignore[arg-type, return-value]
+        # fairness: in start order, the first 25 starts hold about 5 of each user's jobs (a
+        # start the listener did not see, if the machine is very slow, counts at its dispatch)
+        by_start = sorted(done, key=lambda j: j.started_at or j.dispatched_at)  # type: ignore[arg-type, return-value]
         first = Counter(j.user_id for j in by_start[:25])
         assert all(3 <= first[u] <= 7 for u in users), first
 
