@@ -136,8 +136,13 @@ class Job:
     status: JobStatusEnum
     prompt: str
     translated_prompt: str | None
-    positive_prompt: str
-    negative_prompt: str
+    positive_prompt: str = strawberry.field(
+        description="What the engine received: the translated prompt with the quality prefix."
+    )
+    negative_prompt: str = strawberry.field(description="The negative prompt as the user wrote it.")
+    effective_negative_prompt: str = strawberry.field(
+        description="What the engine received: the negative prompt with the workflow's suffix."
+    )
     count: int
     width: int
     height: int
@@ -184,7 +189,8 @@ class Job:
             prompt=p.prompt,
             translated_prompt=job.translated_prompt,
             positive_prompt=job.positive_prompt,
-            negative_prompt=job.effective_negative_prompt,
+            negative_prompt=p.negative_prompt,
+            effective_negative_prompt=job.effective_negative_prompt,
             count=p.count,
             width=p.width,
             height=p.height,

@@ -24,7 +24,8 @@ EVENTS = """subscription($after: String) { myJobEvents(after: $after) {
   ... on JobFailed { error { code message } }
 } }"""
 SUBMIT = """mutation($i: Text2ImageInput!) { submitText2Image(input: $i) {
-  id status queuePosition prompt translatedPrompt positivePrompt negativePrompt translation
+  id status queuePosition prompt translatedPrompt positivePrompt negativePrompt
+  effectiveNegativePrompt translation
   count width height steps cost charged seed model
 } }"""
 JOB = """query($id: ID!) { job(id: $id) {
@@ -68,7 +69,8 @@ async def test_register_submit_follow_download_and_pay(tmp_path: Path) -> None:
         assert (
             job["positivePrompt"] == "(8k, best quality, masterpiece), " + job["translatedPrompt"]
         )
-        assert job["negativePrompt"].endswith("bad face, bad finger, bad arm, bad leg")
+        assert job["negativePrompt"] == ""  # the user's own text, as written
+        assert job["effectiveNegativePrompt"].endswith("bad face, bad finger, bad arm, bad leg")
         assert job["cost"] == 20 and job["charged"] is None
         assert ollama.asked_texts(), "the Chinese prompt went to Ollama"
 
