@@ -231,13 +231,15 @@ async def run_worker_from_settings(settings: Settings, stop: asyncio.Event) -> N
     from stargraph.broker.queue import RedisJobQueue
     from stargraph.engine.gateway import ComfyGateway, comfy_socket
     from stargraph.storage import DiskImageFiles
-    from stargraph.store.db import close_db, init_db
+    from stargraph.store.db import close_db, engine_of, init_db, migrate
     from stargraph.store.images import TortoiseImageStore
     from stargraph.store.jobs import TortoiseJobStore
     from stargraph.store.ledger import TortoiseLedger
 
     config = EngineConfig.from_settings(settings)
     await init_db(settings.database_url)
+    if engine_of(settings.database_url) == "sqlite":
+        await migrate(settings.database_url)  # like `serve`: a fresh SQLite file just works
     redis = connect_redis(settings.redis_url)
     listen_redis = connect_redis(settings.redis_url, blocking=True)
     gateway = ComfyGateway(config.backends)

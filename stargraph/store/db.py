@@ -84,9 +84,15 @@ async def init_db(url: str) -> None:
     so every task sees it, such as uvicorn's request tasks, and `close_db` fully undoes it.
     """
     await close_db()
+    if engine_of(url) == "sqlite":
+        _sqlite_folder(url).mkdir(parents=True, exist_ok=True)
     context = TortoiseContext()
     with context:  # current only while the apps are built
         await context.init(config=tortoise_config(url), _enable_global_fallback=True)
+
+
+def _sqlite_folder(url: str) -> Path:
+    return Path(expand_db_url(url)["credentials"]["file_path"]).parent
 
 
 async def close_db() -> None:
