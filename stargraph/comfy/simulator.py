@@ -164,7 +164,7 @@ class SimulatorHandle:
         config = uvicorn.Config(
             self.simulator.app,
             lifespan="off",
-            log_level="warning",
+            log_config=None,  # in-process: leave the host application's logging alone
             access_log=False,
             ws="websockets-sansio",
             ws_ping_interval=None,  # the real server never pings; it answers pings
