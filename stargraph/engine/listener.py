@@ -330,8 +330,12 @@ class Listener:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._housekeeping_s)
-            if not stop.is_set() and self._pool.is_healthy(self.backend):
+            if stop.is_set():
+                return
+            if self._pool.is_healthy(self.backend):
                 await self._guarded(self._reconcile())
+            else:  # unreachable: its jobs can still run out of time (and be refunded)
+                await self._guarded(self._reconciler.expire_unreachable())
 
     # --- tasks ---------------------------------------------------------------------------
 

@@ -137,6 +137,21 @@ class Reconciler:
         else:
             await self._engine.interrupt(self._backend, job.id)  # its end frees the slot
 
+    async def expire_unreachable(self) -> set[JobId]:
+        """While the backend cannot be reached: fail the jobs on it that ran out of time
+        (refunded; should the backend come back and start one, its listener interrupts it)."""
+        expired = set()
+        for job in await self._jobs.in_engine(self._backend):
+            if self._timed_out(job) and await self._finisher.fail(
+                job,
+                TIMEOUT,
+                f"the job ran longer than {self._policy.job_timeout_s:g} s "
+                "and its engine cannot be reached",
+            ):
+                await self._slots.release(self._backend, job.id)
+                expired.add(job.id)
+        return expired
+
     async def _forgotten(self, job: Job, report: Report) -> None:
         await self._slots.release(self._backend, job.id)
         if job.attempts >= self._policy.max_attempts:

@@ -280,3 +280,17 @@ async def _until(condition: Any, within_s: float = 20.0) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+async def test_a_job_on_a_backend_that_went_away_still_times_out_and_is_refunded(
+    db: str, redis: Redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with engine_rig(redis, redis_prefix, tmp_path, sim=SLOW, job_timeout_s=0.5) as rig:
+        user = await rig.user("gone", 100)
+        job = await rig.submit(make_job(user, steps=100))
+        await rig.wait_status(job.id, JobStatus.RUNNING)
+        await rig.sims[0].stop_listening()  # the backend vanishes with the job inside
+        (done,) = await rig.wait_terminal([job.id])
+        assert done.status is JobStatus.FAILED
+        assert done.error is not None and done.error.code == "TIMEOUT"
+        await _refunded(rig, user, 100, done)
