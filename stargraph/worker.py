@@ -243,10 +243,11 @@ async def run_worker_from_settings(settings: Settings, stop: asyncio.Event) -> N
     redis = connect_redis(settings.redis_url)
     listen_redis = connect_redis(settings.redis_url, blocking=True)
     gateway = ComfyGateway(config.backends)
+    queue = RedisJobQueue(redis, settings.redis_prefix, listener=listen_redis)
     try:
         ports = EnginePorts(
             redis=redis,
-            queue=RedisJobQueue(redis, settings.redis_prefix),
+            queue=queue,
             jobs=TortoiseJobStore(TortoiseLedger()),
             images=TortoiseImageStore(),
             files=DiskImageFiles(Path(settings.storage_dir)),
@@ -256,6 +257,7 @@ async def run_worker_from_settings(settings: Settings, stop: asyncio.Event) -> N
         )
         await run_worker(build_engine(config, ports), stop)
     finally:
+        await queue.aclose()  # its pub/sub task first, while its connection is still open
         await gateway.aclose()
         await listen_redis.aclose()
         await redis.aclose()
