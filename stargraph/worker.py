@@ -266,9 +266,12 @@ async def run_worker_from_settings(settings: Settings, stop: asyncio.Event) -> N
 
 def main() -> None:
     """`python -m stargraph.worker`: a worker process; SIGTERM/SIGINT stop it gracefully."""
-    from stargraph.settings import load_settings
+    from stargraph.settings import SettingsError, load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
 
     async def serve() -> None:

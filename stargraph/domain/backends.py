@@ -238,7 +238,6 @@ class BackendPool:
     def has_free_slot(self) -> bool:
         return any(self._is_free(b) for b in self._states)
 
-
     def candidates(self, checkpoint: str | None) -> list[BackendId]:
         """Healthy backends with a free slot: those that last ran `checkpoint` first, then
         the least loaded."""

@@ -8,9 +8,10 @@ always come before its ending); progress rows are written at most every
 database delays rows, never the socket. Each ending (download images, store, settle) runs
 in a task of its own.
 
-On every (re)connect it reconciles the backend's in-flight jobs; on a `status` broadcast it
-re-checks jobs that run here under another client id (posted by a worker that died); a
-housekeeping tick does a full pass (lost messages, timeouts).
+On every (re)connect it reconciles the backend's in-flight jobs (messages were lost); on a
+`status` broadcast it re-checks the jobs inside the backend whose messages do not reach it
+(posted by a worker that died, or by another process); a housekeeping tick checks the rest:
+timeouts, and jobs that stayed quiet for two ticks (an ending may have been lost).
 """
 
 from __future__ import annotations
