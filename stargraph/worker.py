@@ -104,6 +104,7 @@ class Engine:
     dispatcher: Dispatcher
     listeners: list[Listener]
     sweeper: Sweeper
+    gateway: EngineGateway
 
     def backends(self) -> list[BackendStatus]:
         """Health, in-flight count, last error and mean run time of every backend."""
@@ -151,7 +152,9 @@ def build_engine(
         interval_s=config.housekeeping_s,
     )
     control = ComfyEngineControl(ports.gateway, slots)
-    return Engine(config, pool, slots, board, book, control, dispatcher, listeners, sweeper)
+    return Engine(
+        config, pool, slots, board, book, control, dispatcher, listeners, sweeper, ports.gateway
+    )
 
 
 def _listener(
@@ -207,6 +210,14 @@ async def run_worker(engine: Engine, stop: asyncio.Event) -> None:
         for listener in engine.listeners:
             tasks.create_task(listener.run(stop))
         tasks.create_task(engine.dispatcher.run(stop))
+        tasks.create_task(  # each listener also asks its backend on every (re)connect
+            engine.capabilities.run(
+                engine.config.backends,
+                engine.gateway.capabilities,
+                stop,
+                engine.config.capabilities_refresh_s,
+            )
+        )
     log.info("worker stopped")
 
 
