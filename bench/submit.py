@@ -1,0 +1,265 @@
+"""Submission throughput: the whole submit path beside a bare Strawberry mutation.
+
+    python bench/submit.py                                   # SQLite, 16 clients, 10 s
+    python bench/submit.py --database sqlite --database postgres://postgres@127.0.0.1:5432
+    python bench/submit.py --clients 32 --duration 20 --profile /tmp/prof   # needs py-spy
+
+Both servers are uvicorn processes started the same way (one worker, httptools, no access
+log), with Strawberry's parser and validation caches, measured one after the other from this
+process by N concurrent clients, each on its own keep-alive connection, sending the same
+document with new variables each time:
+
+- bare: `submitText2Image(input)` answering a constant job, nothing else;
+- StarGraph: `stargraph api` on the database given (a fresh one, migrated) and Redis (the
+  server on 127.0.0.1:6379 when it listens, else in-process): authentication, validation,
+  the hold and the job row in one transaction, the fair queue's Lua script, the event.
+
+Printed: submissions/s, p50/p99 latency, the server's CPU (cores), and StarGraph ÷ bare.
+Target: StarGraph at 50 % or more of the bare figure. `--profile DIR` records the StarGraph
+server with py-spy (collapsed stacks, `DIR/<database>.txt`) during the measured window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import strawberry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    CHECKPOINT,
+    ProcessClock,
+    Processes,
+    RawHttp,
+    database_label,
+    free_port,
+    fresh_database,
+    machine,
+    percentile,
+    prepare_database,
+    redis_url,
+    run,
+    stargraph_env,
+    table,
+    wait_until_up,
+)
+
+SUBMIT = """mutation($input: Text2ImageInput!) {
+  submitText2Image(input: $input) { id status cost queuePosition }
+}"""
+
+
+@dataclass
+class Figures:
+    name: str
+    latencies_ms: list[float]
+    seconds: float
+    cores: float
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+
+def _input(n: int) -> dict[str, object]:
+    return {"prompt": f"a lighthouse at dawn, take {n}", "steps": 20, "width": 512,
+            "height": 512, "seed": n + 1}  # fmt: skip
+
+
+async def _client(url: str, token: str | None, until: float, start: float,
+                  latencies: list[float], errors: list[str]) -> None:  # fmt: skip
+    http = RawHttp(url, {"Authorization": f"Bearer {token}"} if token else {})
+    n = 0
+    try:
+        while (now := time.monotonic()) < until:
+            n += 1
+            body = json.dumps({"query": SUBMIT, "variables": {"input": _input(n)}}).encode()
+            status, answer = await http.post_json("/graphql", body)
+            took = (time.monotonic() - now) * 1000
+            if status != 200 or b'"errors"' in answer:
+                errors.append(answer[:300].decode(errors="replace"))
+            elif now >= start:
+                latencies.append(took)
+    finally:
+        await http.aclose()
+
+
+async def load(name: str, url: str, tokens: list[str | None], clock: ProcessClock,
+               warmup: float, duration: float) -> Figures:  # fmt: skip
+    """`len(tokens)` clients for warm-up + duration; only the measured window counts."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    start = time.monotonic() + warmup
+    until = start + duration
+
+    async def measure_cpu() -> float:
+        await asyncio.sleep(max(0.0, start - time.monotonic()))
+        clock.start()
+        await asyncio.sleep(duration)
+        return clock.cores_used()
+
+    cpu = asyncio.create_task(measure_cpu())
+    await asyncio.gather(*(_client(url, t, until, start, latencies, errors) for t in tokens))
+    if errors:
+        print(f"{name}: {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
+    return Figures(name, latencies, duration, await cpu, len(errors))
+
+
+# ---- the bare server -------------------------------------------------------------------------
+
+
+@strawberry.input(name="Text2ImageInput")
+class BareInput:
+    prompt: str
+    steps: int | None = 20
+    width: int | None = 512
+    height: int | None = 512
+    seed: int | None = None
+
+
+@strawberry.type(name="Job")
+class BareJob:
+    id: strawberry.ID
+    status: str
+    cost: int
+    queue_position: int | None
+
+
+@strawberry.type
+class BareQuery:
+    ok: bool = True
+
+
+@strawberry.type
+class BareMutation:
+    @strawberry.mutation
+    async def submit_text2_image(self, input: BareInput) -> BareJob:
+        return BareJob(id=strawberry.ID("0"), status="QUEUED", cost=10, queue_position=1)
+
+
+def serve_bare(port: int) -> None:
+    """A Strawberry mutation of the same shape that does no work: the ceiling."""
+    import uvicorn
+    from strawberry.asgi import GraphQL
+    from strawberry.extensions import ParserCache, ValidationCache
+
+    schema = strawberry.Schema(
+        query=BareQuery, mutation=BareMutation,
+        extensions=[lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)],
+    )  # fmt: skip
+    uvicorn.run(GraphQL(schema), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False)  # fmt: skip
+
+
+# ---- runs --------------------------------------------------------------------------------------
+
+
+async def run_bare(procs: Processes, args: argparse.Namespace) -> Figures:
+    port = free_port()
+    proc = await procs.start("bare", [sys.executable, __file__, "--serve-bare", str(port)],
+                             stargraph_env())  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    await wait_until_up(f"{url}/graphql?query=%7Bok%7D", proc)
+    figures = await load("bare Strawberry", url, [None] * args.clients, ProcessClock(proc.pid),
+                         args.warmup, args.duration)  # fmt: skip
+    await procs.stop(proc)
+    return figures
+
+
+async def run_stargraph(procs: Processes, args: argparse.Namespace, spec: str) -> Figures:
+    async with fresh_database(spec, procs.workdir) as db:
+        tokens = await prepare_database(db, args.clients, points=10**8)
+        port = free_port()
+        env = stargraph_env(
+            database_url=db, redis_url=redis_url(required=False),
+            redis_prefix=f"bench{port}", models=[CHECKPOINT], default_model=CHECKPOINT,
+            submits_per_minute=10**9, max_queued_per_user=10**9, graphiql="false",
+            storage_dir=procs.workdir / "images",
+        )  # fmt: skip
+        api = await procs.stargraph(f"api-{spec[:8]}", ["api", "--port", str(port)], env)
+        url = f"http://127.0.0.1:{port}"
+        await wait_until_up(f"{url}/healthz", api)
+        profile = _profile(api.pid, args, database_label(db))
+        figures = await load(f"StarGraph, {database_label(db)}", url, list(tokens[:-1]),
+                             ProcessClock(api.pid), args.warmup, args.duration)  # fmt: skip
+        if profile is not None:
+            await profile
+        await procs.stop(api)
+        return figures
+
+
+def _profile(pid: int, args: argparse.Namespace, label: str) -> asyncio.Task[None] | None:
+    if args.profile is None:
+        return None
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("--profile: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return None
+    out = Path(args.profile) / f"{label.lower()}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    async def record() -> None:
+        await asyncio.sleep(args.warmup)
+        proc = await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)),
+            "--rate", "250", "--format", "raw", "--nonblocking", "-o", str(out),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await proc.wait()
+        print(f"profile of {label}: {out}", file=sys.stderr)
+
+    return asyncio.create_task(record())
+
+
+def report(args: argparse.Namespace, bare: Figures, runs: list[Figures]) -> str:
+    rows = []
+    for f in [bare, *runs]:
+        ratio = f.rate / bare.rate if bare.rate else float("nan")
+        rows.append([f.name, f"{f.rate:,.0f}", percentile(f.latencies_ms, 50),
+                     percentile(f.latencies_ms, 99), f"{f.cores:.2f}", f.errors,
+                     f"{ratio * 100:.0f} %"])  # fmt: skip
+    title = (f"submit: {args.clients} clients, {args.duration:.0f} s each (after "
+             f"{args.warmup:.0f} s warm-up); target StarGraph ≥ 50 % of bare\n"
+             f"machine: {machine()}")  # fmt: skip
+    headers = ["server", "submits/s", "p50 ms", "p99 ms", "server cores", "errors", "of bare"]
+    return table(title, headers, rows)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="sg-bench-submit-") as tmp:
+        async with Processes(Path(tmp)) as procs:
+            bare = await run_bare(procs, args)
+            runs = [await run_stargraph(procs, args, spec) for spec in args.database]
+    print(report(args, bare, runs))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--database", action="append", metavar="sqlite|SERVER_URL",
+                        help="repeatable; default sqlite")  # fmt: skip
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the StarGraph server")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.database = args.database or ["sqlite"]
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.serve_bare:
+        serve_bare(arguments.serve_bare)
+    else:
+        run(main(arguments))
