@@ -238,11 +238,14 @@ class Dispatcher:
         )
 
     async def _publish_dispatched(self, job: Job) -> None:
+        """Tell the owner the job left the queue, and followers of waiting jobs that theirs
+        moved up (the claim took it out of the queue)."""
         await self._events.publish(
             JobDispatched(
                 job_id=job.id, user_id=job.user_id, at=self._clock(), status=JobStatus.DISPATCHED
             )
         )
+        await self._events.queue_moved()
 
 
 async def announce_queued(events: EventBus, queue: JobQueue, job: Job, at: datetime) -> None:
