@@ -260,6 +260,8 @@ async def _adapters(stack: AsyncExitStack, settings: Settings, auto_migrate: boo
     await events.start()
     stack.push_async_callback(events.aclose)
     ledger = TortoiseLedger()
+    queue = RedisJobQueue(redis, settings.redis_prefix, listener=listen)
+    stack.push_async_callback(queue.aclose)  # its wake-up listener stops before Redis closes
     return _Adapters(
         redis=redis,
         events=events,
@@ -267,7 +269,7 @@ async def _adapters(stack: AsyncExitStack, settings: Settings, auto_migrate: boo
         files=DiskImageFiles(Path(settings.storage_dir)),
         jobs=TortoiseJobStore(ledger),
         images=TortoiseImageStore(),
-        queue=RedisJobQueue(redis, settings.redis_prefix, listener=listen),
+        queue=queue,
         limiter=RateLimiter(redis, settings.redis_prefix),
     )
 
