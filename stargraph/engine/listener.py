@@ -126,7 +126,7 @@ class Listener:
         """Listen until `stop`; endings under way are completed before returning."""
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            reader = tasks.create_task(self._read())
+            reader = tasks.create_task(self._read(stop))
             ticker = tasks.create_task(self._tick(stop))
             effects = tasks.create_task(self._carry_out_effects())
             await stop.wait()
@@ -137,13 +137,17 @@ class Listener:
 
     # --- reading -------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        while True:
+    async def _read(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             socket = self._socket()
             self._sock = socket
             try:
                 async for event in socket:
                     await self._guarded(self.handle(event))
+                    # redis-py on Python 3.11 can swallow a cancellation inside a command
+                    # (asyncio.wait_for), so the stop event is the reliable signal.
+                    if stop.is_set():
+                        break
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception:
