@@ -7,8 +7,11 @@ services a test passes in) and, with `run_worker=True`, runs the worker in the s
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import re
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -147,6 +150,7 @@ async def _worker(services: Services, enabled: bool) -> AsyncIterator[None]:
         return
     stop = asyncio.Event()
     task = asyncio.create_task(services.run_worker(stop), name="stargraph-worker")
+    task.add_done_callback(functools.partial(_worker_ended, stop))
     try:
         yield
     finally:
@@ -155,6 +159,15 @@ async def _worker(services: Services, enabled: bool) -> AsyncIterator[None]:
             await asyncio.wait_for(task, timeout=WORKER_STOP_GRACE_S)
         except TimeoutError:
             log.warning("worker did not stop within the grace period; cancelled")
+
+
+def _worker_ended(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """A worker that ends on its own takes the process down (gracefully), so a supervisor
+    restarts it instead of leaving an API whose jobs never run."""
+    if stop.is_set() or task.cancelled():
+        return
+    log.critical("the worker stopped unexpectedly; shutting down", exc_info=task.exception())
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _schema_options(settings: Settings) -> SchemaOptions:
