@@ -1,9 +1,11 @@
 """The browser tests' harness: start `stargraph serve --simulate`, drive the page, take screenshots.
 
 The service runs as a subprocess on a free port with its own SQLite file, image folder and the
-fake Ollama (`python -m tests.fakes.ollama`). Without Chromium or Playwright the tests skip with
-one line; `STARGRAPH_TEST_SERVICES=required` turns that into a failure. Every test writes
-screenshots to `test-artifacts/screenshots/`.
+fake Ollama (`python -m tests.fakes.ollama`). The page is driven through Playwright's asyncio
+API, so the tests are ordinary pytest-asyncio tests: the sync API would leave an event loop
+running in the worker's thread and break every asyncio test that runs after it there.
+Without Chromium or Playwright the tests skip with one line; `STARGRAPH_TEST_SERVICES=required`
+turns that into a failure. Every test writes screenshots to `test-artifacts/screenshots/`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,16 @@ import httpx
 import pytest
 
 try:
-    from playwright.sync_api import BrowserContext, Locator, Page, expect, sync_playwright
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        Locator,
+        Page,
+        async_playwright,
+        expect,
+    )
 except ImportError:  # the skip below says so
-    sync_playwright = None
+    async_playwright = None
 else:
     expect.set_options(timeout=20_000)  # jobs take seconds on the simulator
 
@@ -63,7 +72,7 @@ def need(ok: bool, reason: str) -> None:
 
 
 def need_browser() -> None:
-    need(sync_playwright is not None, "playwright is not installed (pip install playwright)")
+    need(async_playwright is not None, "playwright is not installed (pip install playwright)")
     need(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
 
 
@@ -90,15 +99,17 @@ class Service:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def gql(self, query: str, variables: dict[str, Any] | None = None, token: str = "") -> Any:
+    async def gql(
+        self, query: str, variables: dict[str, Any] | None = None, token: str = ""
+    ) -> Any:
         """POST one GraphQL request as a plain client would; returns `data`, raises on errors."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = httpx.post(
-            f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers=headers,
-            timeout=10,
-        )
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                f"{self.url}/graphql",
+                json={"query": query, "variables": variables or {}},
+                headers=headers,
+            )
         body = response.json()
         assert not body.get("errors"), body["errors"]
         return body["data"]
@@ -169,6 +180,35 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _post(service: Service, query: str, variables: dict[str, Any], token: str = "") -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = httpx.post(
+        f"{service.url}/graphql",
+        json={"query": query, "variables": variables},
+        headers=headers,
+        timeout=10,
+    ).json()
+    assert not body.get("errors"), body["errors"]
+    return body["data"]
+
+
+def _warm_up(service: Service, server: subprocess.Popen[bytes]) -> None:
+    """Run one tiny job to its end, so the service has measured a backend's pace (the queue's
+    ETA) like any service that has worked before. A start-up wait: it polls."""
+    name = f"warmup_{uuid.uuid4().hex[:8]}"
+    register = "mutation R($n: String!) { register(username: $n, password: $n) { token } }"
+    token = _post(service, register, {"n": name})["register"]["token"]
+    submit = "mutation S($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
+    job_id = _post(service, submit, {"i": {"prompt": "warm up", "steps": 1}}, token)
+    job_id = job_id["submitText2Image"]["id"]
+    status = "query J($id: ID!) { job(id: $id) { status } }"
+
+    def done() -> bool:
+        return _post(service, status, {"id": job_id}, token)["job"]["status"] == "SUCCEEDED"
+
+    _wait_until(done, server, "a warm-up job", service.log)
+
+
 @contextmanager
 def running_service(root: Path) -> Iterator[Service]:
     """The fake Ollama and `stargraph serve --simulate` on free ports, stopped on exit."""
@@ -187,6 +227,7 @@ def running_service(root: Path) -> Iterator[Service]:
         server = _spawn(serve, log, env, root)
         service.processes.append(server)
         _wait_until(lambda: _ready(service.url), server, "stargraph serve --simulate", log)
+        _warm_up(service, server)
         yield service
     finally:
         for proc in reversed(service.processes):
@@ -194,6 +235,19 @@ def running_service(root: Path) -> Iterator[Service]:
         if log.exists():
             ARTIFACTS.mkdir(exist_ok=True)
             shutil.copy(log, ARTIFACTS / f"service-{os.getpid()}.log")
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, through Playwright's driver; both ended on exit."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @dataclass
@@ -204,12 +258,16 @@ class Screens:
     prefix: str
     count: int = 0
 
-    def __call__(self, name: str) -> None:
+    def __post_init__(self) -> None:
+        for old in SCREENSHOTS.glob(f"{self.prefix}-[0-9][0-9]-*.png"):
+            old.unlink()  # a previous run's steps would mix with this run's
+
+    async def __call__(self, name: str) -> None:
         self.count += 1
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{self.prefix}-{self.count:02d}-{name}.png"
-        self.page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top
-        self.page.screenshot(path=path, full_page=True)
+        await self.page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top
+        await self.page.screenshot(path=path, full_page=True)
 
 
 @dataclass
@@ -222,64 +280,70 @@ class Session:
     shot: Screens
     errors: list[str]
 
-    def open(self) -> Page:
-        self.page.goto(self.service.url + "/")
+    async def open(self) -> Page:
+        await self.page.goto(self.service.url + "/")
         return self.page
 
-    @property
-    def token(self) -> str:
-        return str(self.page.evaluate("localStorage.getItem('stargraph.token')"))
+    async def token(self) -> str:
+        return str(await self.page.evaluate("localStorage.getItem('stargraph.token')"))
 
-    def sign_up(self, stem: str = "user") -> str:
+    async def gql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
+        """A GraphQL request with this page's token (what another client of the user sees)."""
+        return await self.service.gql(query, variables, token=await self.token())
+
+    async def sign_up(self, stem: str = "user") -> str:
         """Create an account through the sign-up form; returns the username."""
-        page = self.open()
+        page = await self.open()
         username = f"{stem}_{uuid.uuid4().hex[:8]}"
-        page.get_by_test_id("auth-tab-signup").click()
-        page.get_by_test_id("auth-username").fill(username)
-        page.get_by_test_id("auth-password").fill("correct horse battery staple")
-        page.get_by_test_id("auth-submit").click()
-        expect(page.get_by_test_id("connection-status")).to_have_attribute("data-state", "open")
+        await page.get_by_test_id("auth-tab-signup").click()
+        await page.get_by_test_id("auth-username").fill(username)
+        await page.get_by_test_id("auth-password").fill("correct horse battery staple")
+        await page.get_by_test_id("auth-submit").click()
+        status = page.get_by_test_id("connection-status")
+        await expect(status).to_have_attribute("data-state", "open")
         return username
 
-    def fill(self, prompt: str, **fields: str | int | float) -> None:
+    async def fill(self, prompt: str, **fields: str | int | float) -> None:
         """Type a prompt and set form fields by their test id (e.g. steps=30, count=2)."""
         page = self.page
-        page.get_by_test_id("prompt").fill(prompt)
+        await page.get_by_test_id("prompt").fill(prompt)
         advanced = page.get_by_test_id("advanced")
-        if not advanced.evaluate("d => d.open"):
-            advanced.locator("summary").click()
+        if not await advanced.evaluate("d => d.open"):
+            await advanced.locator("summary").click()
         for name, value in fields.items():
-            page.get_by_test_id(name).fill(str(value))
+            await page.get_by_test_id(name).fill(str(value))
 
-    def submit(self, prompt: str, **fields: str | int | float) -> Locator:
+    async def submit(self, prompt: str, **fields: str | int | float) -> Locator:
         """Fill the form, send it, and return the new job's card (found by its prompt)."""
-        self.fill(prompt, **fields)
-        self.page.get_by_test_id("submit-button").click()
-        card = self.page.get_by_test_id("job-card").filter(has_text=prompt)
-        expect(card).to_have_count(1)
-        return self.page.locator(
-            f'[data-testid="job-card"][data-job-id="{card.get_attribute("data-job-id")}"]'
-        )
+        await self.fill(prompt, **fields)
+        await self.page.get_by_test_id("submit-button").click()
+        return await self.card(prompt)
 
-    def events(self, job_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    async def card(self, prompt: str) -> Locator:
+        """The one job card showing `prompt`, pinned by its job id."""
+        card = self.page.get_by_test_id("job-card").filter(has_text=prompt)
+        await expect(card).to_have_count(1)
+        job_id = await card.get_attribute("data-job-id")
+        return self.page.locator(f'[data-testid="job-card"][data-job-id="{job_id}"]')
+
+    async def events(self, job_id: str, kind: str | None = None) -> list[dict[str, Any]]:
         """The live events the page received for one job (its own log, in arrival order)."""
-        log = self.page.evaluate("window.__stargraph.events")
+        log = await self.page.evaluate("window.__stargraph.events")
         return [e for e in log if e["jobId"] == job_id and (kind is None or e["type"] == kind)]
 
-    def wait_step(self, card: Locator, at_least: int) -> None:
+    async def wait_step(self, card: Locator, at_least: int) -> None:
         """Wait until the card's progress bar shows step >= at_least."""
-        self.page.wait_for_function(
+        await self.page.wait_for_function(
             """([id, n]) => {
               const card = document.querySelector(`[data-job-id="${id}"]`);
               const bar = card?.querySelector("[data-testid=job-progress]");
               return Number(bar?.dataset.step ?? 0) >= n;
             }""",
-            arg=[card.get_attribute("data-job-id"), at_least],
+            arg=[await card.get_attribute("data-job-id"), at_least],
         )
 
-    def balance(self) -> tuple[int, int]:
+    async def balance(self) -> tuple[int, int]:
         page = self.page
-        return (
-            int(page.get_by_test_id("balance-available").get_attribute("data-value") or -1),
-            int(page.get_by_test_id("balance-frozen").get_attribute("data-value") or -1),
-        )
+        available = await page.get_by_test_id("balance-available").get_attribute("data-value")
+        frozen = await page.get_by_test_id("balance-frozen").get_attribute("data-value")
+        return int(available or -1), int(frozen or -1)

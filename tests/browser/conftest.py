@@ -1,30 +1,35 @@
 """Fixtures of the browser tests: Debian's Chromium (Playwright) on `stargraph serve --simulate`.
 
+Playwright runs on its asyncio API. Chromium lives for the whole session on pytest-asyncio's
+session loop, so the async fixtures here and every browser test run with
+`loop_scope="session"` (each test module sets it in `pytestmark`); other asyncio tests in the
+same worker keep their own loops. The service is a plain subprocess, started once per session.
+
 Without Chromium or Playwright the tests skip with one line; `STARGRAPH_TEST_SERVICES=required`
 turns that into a failure. Every test writes screenshots to `test-artifacts/screenshots/`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
+import pytest_asyncio
 from browser_harness import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Screens,
     Service,
     Session,
+    chromium,
     fake_ollama_exists,
     need,
     need_browser,
     running_service,
-    sync_playwright,
 )
 
 try:
-    from playwright.sync_api import Browser
+    from playwright.async_api import Browser
 except ImportError:  # need_browser() skips
     Browser = None
 
@@ -38,15 +43,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield running
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for the session; it and Playwright's driver end with it."""
     need_browser()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -56,49 +58,49 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
-def _new_session(
+@asynccontextmanager
+async def _new_session(
     browser: Browser, service: Service, request: pytest.FixtureRequest, locale: str
-) -> Iterator[Session]:
-    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
+) -> AsyncIterator[Session]:
+    context = await browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
-    page = context.new_page()
     errors: list[str] = []
     console: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
     name = request.node.name.replace("[", "-").replace("]", "")
-    session = Session(page, context, service, Screens(page, name), errors)
-    yield session
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    if failed:
-        session.shot("failure")
-        print("---- service log (tail) ----\n" + service.log_tail())
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"console-{name}.log").write_text("\n".join(console))
-    context.close()
+    try:
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        session = Session(page, context, service, Screens(page, name), errors)
+        yield session
+        rep_call = getattr(request.node, "rep_call", None)
+        if rep_call is not None and rep_call.failed:
+            await session.shot("failure")
+            print("---- service log (tail) ----\n" + service.log_tail())
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"console-{name}.log").write_text("\n".join(console))
+        await context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
 
 
-@pytest.fixture
-def session(
+@pytest_asyncio.fixture(loop_scope="session")
+async def session(
     browser: Browser, service: Service, request: pytest.FixtureRequest
-) -> Iterator[Session]:
+) -> AsyncIterator[Session]:
     """A fresh English-speaking browser context (its own storage) on the running service."""
-    yield from _new_session(browser, service, request, "en-US")
+    async with _new_session(browser, service, request, "en-US") as made:
+        yield made
 
 
-@pytest.fixture
-def session_factory(
+@pytest_asyncio.fixture(loop_scope="session")
+async def session_factory(
     browser: Browser, service: Service, request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], Session]]:
-    """Make sessions with a given browser locale (e.g. "zh-CN")."""
-    made: list[Iterator[Session]] = []
+) -> AsyncIterator[Callable[[str], Awaitable[Session]]]:
+    """Make sessions with a given browser locale (e.g. "zh-CN"); all closed after the test."""
+    async with AsyncExitStack() as opened:
 
-    def make(locale: str) -> Session:
-        gen = _new_session(browser, service, request, locale)
-        made.append(gen)
-        return next(gen)
+        async def make(locale: str) -> Session:
+            return await opened.enter_async_context(_new_session(browser, service, request, locale))
 
-    yield make
-    for gen in made:
-        next(gen, None)
+        yield make

@@ -4,73 +4,76 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from browser_harness import SIGNUP_POINTS, Session
 
 try:
-    from playwright.sync_api import expect
+    from playwright.async_api import expect
 except ImportError:  # the fixtures skip (or fail when services are required)
     expect = None
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 
-def test_language_follows_the_browser_and_is_remembered(
-    session_factory: Callable[[str], Session],
+async def test_language_follows_the_browser_and_is_remembered(
+    session_factory: Callable[[str], Awaitable[Session]],
 ) -> None:
-    session = session_factory("zh-CN")
-    page = session.open()
+    session = await session_factory("zh-CN")
+    page = await session.open()
     title = page.locator("#auth-title")
-    expect(title).to_have_text("欢迎使用 StarGraph")
-    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
-    session.shot("chinese")
+    await expect(title).to_have_text("欢迎使用 StarGraph")
+    await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    await session.shot("chinese")
 
-    page.get_by_test_id("lang-select").select_option("en")
-    expect(title).to_have_text("Welcome to StarGraph")
-    page.reload()
-    expect(title).to_have_text("Welcome to StarGraph")
-    expect(page.get_by_test_id("lang-select")).to_have_value("en")
-    session.shot("english-remembered")
+    await page.get_by_test_id("lang-select").select_option("en")
+    await expect(title).to_have_text("Welcome to StarGraph")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.reload()
+    await expect(title).to_have_text("Welcome to StarGraph")
+    await expect(page.get_by_test_id("lang-select")).to_have_value("en")
+    await session.shot("english-remembered")
 
 
-def test_errors_show_next_to_their_field(session: Session) -> None:
+async def test_errors_show_next_to_their_field(session: Session) -> None:
     page = session.page
-    session.sign_up("errors")
+    await session.sign_up("errors")
     submit = page.get_by_test_id("submit-button")
 
     # Checked in the page: nothing is sent.
-    page.get_by_test_id("size-custom").click()
-    page.get_by_test_id("width").fill("100")
-    submit.click()
-    expect(page.get_by_test_id("error-width")).to_be_visible()
-    expect(page.get_by_test_id("width")).to_have_attribute("aria-invalid", "true")
-    expect(page.get_by_test_id("error-prompt")).to_be_visible()
-    expect(page.get_by_test_id("jobs-empty")).to_be_visible()
-    session.shot("checked-in-page")
+    await page.get_by_test_id("size-custom").click()
+    await page.get_by_test_id("width").fill("100")
+    await submit.click()
+    await expect(page.get_by_test_id("error-width")).to_be_visible()
+    await expect(page.get_by_test_id("width")).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_test_id("error-prompt")).to_be_visible()
+    await expect(page.get_by_test_id("jobs-empty")).to_be_visible()
+    await session.shot("checked-in-page")
 
     # Refused by the service (BAD_USER_INPUT with its field): a sampler no backend offers.
-    page.get_by_test_id("size-512x512").click()
-    session.fill("a red bicycle")
-    page.get_by_test_id("sampler").evaluate(
+    await page.get_by_test_id("size-512x512").click()
+    await session.fill("a red bicycle")
+    await page.get_by_test_id("sampler").evaluate(
         "s => { s.add(new Option('no_such_sampler')); s.value = 'no_such_sampler'; }"
     )
-    submit.click()
-    expect(page.get_by_test_id("error-sampler")).to_be_visible()
-    expect(page.get_by_test_id("form-error")).to_be_visible()
-    expect(page.get_by_test_id("jobs-empty")).to_be_visible()
-    assert session.balance() == (SIGNUP_POINTS, 0)
-    session.shot("refused-by-service")
+    await submit.click()
+    await expect(page.get_by_test_id("error-sampler")).to_be_visible()
+    await expect(page.get_by_test_id("form-error")).to_be_visible()
+    await expect(page.get_by_test_id("jobs-empty")).to_be_visible()
+    assert await session.balance() == (SIGNUP_POINTS, 0)
+    await session.shot("refused-by-service")
 
     # Not enough points: flagged before sending, refused when sent anyway.
-    page.get_by_test_id("sampler").select_option(index=0)
+    await page.get_by_test_id("sampler").select_option(index=0)
     tag = uuid.uuid4().hex[:6]
     for n in range(SIGNUP_POINTS // 80):
-        session.submit(f"a tiny sketch {n} {tag}", count=8, steps=1)
-    session.fill(f"one too many {tag}", count=8, steps=1)
-    expect(page.get_by_test_id("cost")).to_have_class(re.compile(r"\bis-short\b"))
-    submit.click()
-    expect(page.get_by_test_id("form-error")).to_have_text("Not enough points for this request.")
-    expect(page.get_by_test_id("job-card").filter(has_text="one too many")).to_have_count(0)
-    session.shot("not-enough-points")
+        await session.submit(f"a tiny sketch {n} {tag}", count=8, steps=1)
+    await session.fill(f"one too many {tag}", count=8, steps=1)
+    await expect(page.get_by_test_id("cost")).to_have_class(re.compile(r"\bis-short\b"))
+    await submit.click()
+    await expect(page.get_by_test_id("form-error")).to_have_text(
+        "Not enough points for this request."
+    )
+    await expect(page.get_by_test_id("job-card").filter(has_text="one too many")).to_have_count(0)
+    await session.shot("not-enough-points")
