@@ -256,7 +256,7 @@ function applySettings(form, job) {
     form.elements[name].value = job[name];
   }
   const offers = (select, value) => [...select.options].some((o) => o.value === value);
-  for (const name of ["sampler", "scheduler", "priority"]) {
+  for (const name of ["sampler", "scheduler", "workflow", "priority"]) {
     if (offers(form.elements[name], job[name])) form.elements[name].value = job[name];
   }
   form.model.value = offers(form.model, job.model) ? job.model : "";

@@ -79,7 +79,12 @@ export function createGallery({ root, dialog, api, onReuse, onDeleted }) {
     img.src = image.url;
     img.alt = job.prompt;
     text("detail-prompt", job.prompt);
-    text("detail-translated-prompt", job.translatedPrompt || t("detail.notTranslated"));
+    text(
+      "detail-translated-prompt",
+      job.translation === "PASSTHROUGH"
+        ? t("detail.passthrough")
+        : job.translatedPrompt || t("detail.notTranslated"),
+    );
     text("detail-negative-prompt", job.negativePrompt || "—");
     text("detail-seed", String(image.seed));
     text("detail-size", `${image.width}×${image.height}`);
@@ -87,6 +92,7 @@ export function createGallery({ root, dialog, api, onReuse, onDeleted }) {
     text("detail-cfg", job.cfg);
     text("detail-sampler", job.sampler ? `${job.sampler} / ${job.scheduler}` : null);
     text("detail-model", job.model);
+    text("detail-workflow", job.workflow);
     text("detail-priority", job.priority ? t(`priority.${job.priority}`) : null);
     text("detail-created", formatDate(image.createdAt));
     const download = byTestId("detail-download", dialog);

@@ -76,7 +76,8 @@ export function renderJobCard({ root, parts }, job, queue, now = Date.now()) {
   parts.meta.textContent = job.width ? t("job.meta", job) : "";
   renderQueue(parts, job, queue);
   renderProgress(parts, job, now);
-  setVisible(parts.preview, Boolean(job.preview) && !job.images.length);
+  // a cancelled or failed job's last preview is no result: it goes with the run
+  setVisible(parts.preview, Boolean(job.preview) && !job.images.length && !isTerminal(status));
   if (job.preview && parts.preview.getAttribute("src") !== job.preview)
     parts.preview.src = job.preview;
   parts.preview.alt = t("job.preview");

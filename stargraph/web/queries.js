@@ -4,7 +4,7 @@ const IMAGE_FIELDS = "id url width height seed createdAt";
 
 const JOB_FIELDS = `
   id status queuePosition prompt translatedPrompt negativePrompt count width height steps cfg
-  sampler scheduler model seed priority cost charged
+  sampler scheduler model seed workflow priority translation cost charged
   progress { step maxSteps fraction }
   images { ${IMAGE_FIELDS} }
   error { code message }
@@ -50,7 +50,7 @@ export const GALLERY = `query Gallery($first: Int!, $after: String) {
   gallery(first: $first, after: $after) {
     edges { cursor node { ${IMAGE_FIELDS} job {
       id prompt translatedPrompt negativePrompt count width height steps cfg sampler scheduler
-      model seed priority
+      model seed workflow priority translation
     } } }
     pageInfo { hasNextPage endCursor }
   }
