@@ -17,7 +17,9 @@ def connect_redis(url: str | None, *, blocking: bool = False) -> Redis:
     if url is None or url.startswith("memory://"):
         name = url or "memory://default"
         server = _IN_PROCESS_SERVERS.setdefault(name, fakeredis.FakeServer())
-        pool = ConnectionPool(connection_class=fakeredis.aioredis.FakeAsyncRedisConnection, server=server)
+        pool = ConnectionPool(
+            connection_class=fakeredis.aioredis.FakeAsyncRedisConnection, server=server
+        )
         return Redis(connection_pool=pool, decode_responses=False)
     timeout = None if blocking else 10.0
     return Redis.from_url(
