@@ -10,6 +10,7 @@ turns that into a failure. Every test writes screenshots to `test-artifacts/scre
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -290,6 +291,16 @@ class Session:
     async def gql(self, query: str, variables: dict[str, Any] | None = None) -> Any:
         """A GraphQL request with this page's token (what another client of the user sees)."""
         return await self.service.gql(query, variables, token=await self.token())
+
+    async def wait_until_idle(self, timeout_s: float = 60) -> None:
+        """Until no job waits or runs on the service (tests share it: one that counts queue
+        positions must not find another test's jobs still there). A test-side wait: it polls."""
+        for _ in range(int(timeout_s / 0.1)):
+            queue = (await self.gql("{ queue { length running } }"))["queue"]
+            if queue == {"length": 0, "running": 0}:
+                return
+            await asyncio.sleep(0.1)
+        pytest.fail(f"the service still has jobs after {timeout_s} s: {queue}")
 
     async def sign_up(self, stem: str = "user") -> str:
         """Create an account through the sign-up form; returns the username."""

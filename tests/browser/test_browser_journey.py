@@ -50,6 +50,7 @@ async def _fill_the_queue(session: Session) -> tuple[list[str], list[str]]:
 async def _watch_the_queue_move(session: Session, card: Locator) -> None:
     """The job waits third; a job ahead is cancelled (2nd), a running one is cancelled so the
     next is dispatched (1st, with an ETA); every remaining job ahead ends and ours runs."""
+    await session.wait_until_idle()  # jobs of earlier tests would count ahead of ours
     running, waiting = await _fill_the_queue(session)
     await session.page.get_by_test_id("submit-button").dblclick()  # must make ONE job
     position = card.get_by_test_id("job-position")
