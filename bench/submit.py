@@ -1,7 +1,7 @@
 """Submission throughput: the whole submit path beside a bare Strawberry mutation.
 
     python bench/submit.py                                   # SQLite, 16 clients, 10 s
-    python bench/submit.py --database sqlite --database postgres://postgres@127.0.0.1:5432
+    python bench/submit.py --database-url postgres://postgres@127.0.0.1:5432
     python bench/submit.py --clients 32 --duration 20 --profile /tmp/prof   # needs py-spy
 
 Both servers are uvicorn processes started the same way (one worker, httptools, no access
@@ -248,12 +248,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--database", action="append", metavar="sqlite|SERVER_URL",
-                        help="repeatable; default sqlite")  # fmt: skip
+    parser.add_argument("--database-url", action="append", default=[], metavar="SERVER_URL",
+                        help="also run on this database server, e.g. "
+                        "postgres://postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
     parser.add_argument("--profile", metavar="DIR", help="py-spy the StarGraph server")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.database = args.database or ["sqlite"]
+    args.database = ["sqlite", *args.database_url]
     return args
 
 
