@@ -253,8 +253,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--step-time", type=float, default=0.05)
     parser.add_argument("--database-url", action="append", default=[], metavar="SERVER_URL",
-                        help="also run on this database server, e.g. "
-                        "postgres://postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
+                        help="also run on this database server, e.g. postgres://"
+                        "postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
     args = parser.parse_args()
     args.database = ["sqlite", *args.database_url]
     return args

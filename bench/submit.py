@@ -249,8 +249,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--database-url", action="append", default=[], metavar="SERVER_URL",
-                        help="also run on this database server, e.g. "
-                        "postgres://postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
+                        help="also run on this database server, e.g. postgres://"
+                        "postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
     parser.add_argument("--profile", metavar="DIR", help="py-spy the StarGraph server")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
