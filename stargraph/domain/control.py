@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from stargraph.domain.errors import Conflict, Forbidden, NotFound
-from stargraph.domain.events import EventBus, JobCancelled, JobQueued
+from stargraph.domain.events import EventBus, JobCancelled, announce_queued
 from stargraph.domain.jobs import IN_ENGINE, Job, JobPage, JobStatus, JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import JobId, Principal, Priority
@@ -28,7 +28,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def check_new_priority(principal: Principal, job: Job, priority: Priority, to_front: bool) -> None:
+def check_new_priority(
+    principal: Principal, job: Job, priority: Priority, to_front: bool
+) -> None:
     """Owners may lower their job, or raise it back up to NORMAL; admins may do anything."""
     if principal.is_admin:
         return
@@ -93,7 +95,9 @@ class JobControl:
         """One compare-and-set attempt from the status the job was seen in."""
         if job.status is JobStatus.QUEUED:
             await self._queue.remove(job.id)
-            cancelled = await self._finish_cancelled(job, only_from=frozenset({JobStatus.QUEUED}))
+            cancelled = await self._finish_cancelled(
+                job, only_from=frozenset({JobStatus.QUEUED})
+            )
             if cancelled is not None:
                 await self._events.queue_moved()
             return cancelled
@@ -103,7 +107,11 @@ class JobControl:
         return None
 
     async def reprioritize(
-        self, principal: Principal, job_id: JobId, priority: Priority | None, to_front: bool
+        self,
+        principal: Principal,
+        job_id: JobId,
+        priority: Priority | None,
+        to_front: bool,
     ) -> Job:
         """Move a waiting job to another band (None keeps its band) or, admins only, to the
         very front; owners may lower it or raise it back to NORMAL (`check_new_priority`)."""
@@ -116,20 +124,15 @@ class JobControl:
         if updated is None:
             raise Conflict("the job left the queue meanwhile")
         position = await self._queue.reprioritize(job.id, new_priority, to_front)
-        if position is not None:  # else a dispatcher has just claimed it
-            await self._events.publish(
-                JobQueued(
-                    job_id=job.id,
-                    user_id=job.user_id,
-                    at=self._clock(),
-                    status=JobStatus.QUEUED,
-                    position=position,
-                )
-            )
-        await self._events.queue_moved()
+        if position is None:  # a dispatcher has just claimed it: it no longer waits
+            await self._events.queue_moved()
+        else:
+            await announce_queued(self._events, updated, self._clock(), position)
         return updated
 
-    async def _finish_cancelled(self, job: Job, only_from: frozenset[JobStatus]) -> Job | None:
+    async def _finish_cancelled(
+        self, job: Job, only_from: frozenset[JobStatus]
+    ) -> Job | None:
         cancelled = await self._jobs.finish_unpaid(
             job.id, JobStatus.CANCELLED, None, self._clock(), only_from
         )

@@ -29,7 +29,7 @@ from stargraph.domain.backends import (
     EngineGateway,
     SlotBook,
 )
-from stargraph.domain.events import EventBus, JobDispatched, JobFailed, JobQueued
+from stargraph.domain.events import EventBus, JobDispatched, JobFailed, announce_queued
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore
 from stargraph.domain.queue import Claim, JobQueue, QueuedJob
 from stargraph.domain.types import BackendId
@@ -86,7 +86,9 @@ class Dispatcher:
         self._gateway = gateway
         self._client_ids = client_ids
         self._policy = policy
-        self._sent = sent  # tells this process's listener what to expect, before the POST
+        self._sent = (
+            sent  # tells this process's listener what to expect, before the POST
+        )
         self._clock = clock
         self._last_send: dict[BackendId, asyncio.Task[None]] = {}
 
@@ -108,7 +110,9 @@ class Dispatcher:
             return
         claim = await self._claim()
         if claim is None:
-            await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
+            await _unless_stopped(
+                self._queue.wait_for_work(self._policy.idle_wait_s), stop
+            )
             return
         ticket = await self._take(claim)
         if ticket is not None:
@@ -139,7 +143,9 @@ class Dispatcher:
         """The claimed job with a slot reserved for it; None when it cannot go now."""
         job = await self._jobs.get(claim.job_id)
         if job is None or job.status is not JobStatus.QUEUED:
-            await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
+            await self._queue.ack(
+                claim
+            )  # a stale entry: the job moved on without the queue
             return None
         backend = await self._reserve(job)
         if backend is None:
@@ -147,14 +153,18 @@ class Dispatcher:
             return None
         return _Ticket(claim, job, backend)
 
-    async def _deliver_in_turn(self, ticket: _Ticket, before: asyncio.Task[None] | None) -> None:
+    async def _deliver_in_turn(
+        self, ticket: _Ticket, before: asyncio.Task[None] | None
+    ) -> None:
         try:
             await self._deliver(ticket, before)
         except Exception:
             # the lease or reconciliation brings the job back; the dispatcher carries on
             log.exception("dispatch of %s failed", ticket.job.id)
 
-    async def _deliver(self, ticket: _Ticket, before: asyncio.Task[None] | None = None) -> None:
+    async def _deliver(
+        self, ticket: _Ticket, before: asyncio.Task[None] | None = None
+    ) -> None:
         job, backend = ticket.job, ticket.backend
         dispatched = await self._jobs.mark_dispatched(job.id, backend, self._clock())
         if dispatched is None:  # cancelled meanwhile
@@ -184,7 +194,9 @@ class Dispatcher:
         if self._sent is not None:
             self._sent(job, backend)
         try:
-            await self._gateway.post(backend, job.id, job.graph, self._client_ids[backend])
+            await self._gateway.post(
+                backend, job.id, job.graph, self._client_ids[backend]
+            )
         except BackendRejected as exc:
             await self._free(backend, job)
             await self._fail(job, REJECTED, exc.message)
@@ -217,7 +229,9 @@ class Dispatcher:
             await self._queue.enqueue(
                 QueuedJob(job.id, job.user_id, job.params.priority, job.front)
             )
-        await announce_queued(self._events, self._queue, job, self._clock())
+        await announce_queued(
+            self._events, job, self._clock(), await self._queue.position(job.id)
+        )
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         failed = await self._jobs.finish_unpaid(
@@ -242,24 +256,13 @@ class Dispatcher:
         moved up (the claim took it out of the queue)."""
         await self._events.publish(
             JobDispatched(
-                job_id=job.id, user_id=job.user_id, at=self._clock(), status=JobStatus.DISPATCHED
+                job_id=job.id,
+                user_id=job.user_id,
+                at=self._clock(),
+                status=JobStatus.DISPATCHED,
             )
         )
         await self._events.queue_moved()
-
-
-async def announce_queued(events: EventBus, queue: JobQueue, job: Job, at: datetime) -> None:
-    """Tell the owner the job waits again (with its place), and followers that the queue moved."""
-    await events.publish(
-        JobQueued(
-            job_id=job.id,
-            user_id=job.user_id,
-            at=at,
-            status=JobStatus.QUEUED,
-            position=await queue.position(job.id),
-        )
-    )
-    await events.queue_moved()
 
 
 async def _unless_stopped(waiting: Awaitable[object], stop: asyncio.Event) -> bool:

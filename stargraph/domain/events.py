@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from stargraph.domain.errors import StarGraphError
-from stargraph.domain.jobs import JobStatus
+from stargraph.domain.jobs import Job, JobStatus
 from stargraph.domain.types import ImageId, JobId, UserId
 
 
@@ -130,7 +130,11 @@ EVENT_TYPES: dict[str, type[JobEvent]] = {
 
 def event_to_dict(event: JobEvent) -> dict[str, Any]:
     """A JSON-ready dict of the event (without its cursor)."""
-    data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "cursor"}
+    data = {
+        f.name: getattr(event, f.name)
+        for f in dataclasses.fields(event)
+        if f.name != "cursor"
+    }
     data["kind"] = event.kind
     data["at"] = event.at.isoformat()
     data["status"] = event.status.value
@@ -166,7 +170,9 @@ class EventBus(Protocol):
         """Tell followers of waiting jobs that positions may have changed (coalesced)."""
         ...
 
-    def follow_user(self, user_id: UserId, after: str | None = None) -> AsyncIterator[JobEvent]:
+    def follow_user(
+        self, user_id: UserId, after: str | None = None
+    ) -> AsyncIterator[JobEvent]:
         """Events of one user's jobs: first those after `after` (replay), then live ones."""
         ...
 
@@ -191,3 +197,19 @@ class EventBus(Protocol):
     def queue_ticks(self) -> AsyncIterator[None]:
         """Yields once per (coalesced) queue movement."""
         ...
+
+
+async def announce_queued(
+    events: EventBus, job: Job, at: datetime, position: int | None
+) -> None:
+    """Tell the owner the job waits (with its place) and followers that the queue moved."""
+    await events.publish(
+        JobQueued(
+            job_id=job.id,
+            user_id=job.user_id,
+            at=at,
+            status=JobStatus.QUEUED,
+            position=position,
+        )
+    )
+    await events.queue_moved()
