@@ -28,6 +28,9 @@ const isInt = (v) => Number.isInteger(v);
 const inRange = (v, lo, hi) => Number.isFinite(v) && v >= lo && v <= hi;
 const dimension = (v) => isInt(v) && inRange(v, 64, 2048) && v % 8 === 0;
 
+/** The bands a role may submit in (DESIGN.md: users LOW/NORMAL, admins all). */
+const PRIORITIES = { user: ["NORMAL", "LOW"], admin: ["NORMAL", "LOW", "HIGH", "URGENT"] };
+
 /** Client-side checks mirroring the server's limits (DESIGN.md); the server stays the judge. */
 const RULES = {
   prompt: (v) => v.length >= 1 && v.length <= 2000,
@@ -41,8 +44,9 @@ const RULES = {
   sampler: (v) => v !== "",
   scheduler: (v) => v !== "",
   workflow: (v) => v !== "",
-  priority: (v) => v === "LOW" || v === "NORMAL",
+  priority: (v) => PRIORITIES.admin.includes(v),
 };
+
 
 const toNumber = (text) => (text.trim() === "" ? Number.NaN : Number(text));
 
@@ -173,6 +177,7 @@ export function createComposeForm({ form, api, onSubmitted, getAvailable }) {
     setOptions(options) {
       price = options.pricePerImage;
       fillOptions(form, options);
+      fillPriorities(form, options.me?.role === "ADMIN");
       updateCost();
     },
     /** Fill the form from a job's settings ("use these settings again"). */
@@ -190,6 +195,7 @@ export function createComposeForm({ form, api, onSubmitted, getAvailable }) {
       updateCost();
       const model = form.model.querySelector('option[value=""]');
       if (model) model.textContent = t("model.default");
+      for (const option of form.priority.options) option.textContent = priorityLabel(option.value);
     },
   };
 }
@@ -214,6 +220,17 @@ function fillOptions(form, { models, samplers, schedulers, workflows }) {
     title: w.description,
   }));
   fillSelect(form.workflow, flows, "t2i");
+}
+
+const priorityLabel = (value) => t(`priority.${value}`);
+
+function fillPriorities(form, admin) {
+  const values = PRIORITIES[admin ? "admin" : "user"];
+  fillSelect(
+    form.priority,
+    values.map((value) => ({ value, label: priorityLabel(value) })),
+    "NORMAL",
+  );
 }
 
 /** Presets and the width/height fields stay in step; the swap button turns the picture.
