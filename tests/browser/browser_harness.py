@@ -61,6 +61,7 @@ SIM_STEP_TIME = "0.1"  # seconds per simulated step: slow enough to watch, fast 
 PRICE_PER_IMAGE = 10
 SIGNUP_POINTS = 200
 STARTUP_TIMEOUT_S = 60
+PASSWORD = "correct horse battery staple"
 
 
 def need(ok: bool, reason: str) -> None:
@@ -94,7 +95,20 @@ class Service:
 
     url: str
     log: Path
+    env: dict[str, str]
+    root: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    async def cli(self, *args: str) -> str:
+        """Run `stargraph ARGS` on the service's database, as its operator would."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stargraph", *args,
+            env=self.env, cwd=self.root,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode(errors="replace")
+        return out.decode()
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -216,7 +230,7 @@ def running_service(root: Path) -> Iterator[Service]:
     ollama_port, port = _free_port(), _free_port()
     env = _service_env(root, ollama_port)
     log = root / "service.log"
-    service = Service(url=f"http://127.0.0.1:{port}", log=log)
+    service = Service(url=f"http://127.0.0.1:{port}", log=log, env=env, root=root)
     try:
         ollama = _spawn(
             [sys.executable, "-m", "tests.fakes.ollama", "--port", str(ollama_port)], log, env, root
@@ -304,15 +318,25 @@ class Session:
 
     async def sign_up(self, stem: str = "user") -> str:
         """Create an account through the sign-up form; returns the username."""
-        page = await self.open()
         username = f"{stem}_{uuid.uuid4().hex[:8]}"
-        await page.get_by_test_id("auth-tab-signup").click()
+        await self._auth("signup", username, PASSWORD)
+        return username
+
+    async def sign_in(self, username: str, password: str = PASSWORD) -> None:
+        """Sign in to an existing account through the sign-in form."""
+        await self._auth("signin", username, password)
+
+    async def _auth(self, mode: str, username: str, password: str) -> None:
+        page = self.page
+        if not await page.get_by_test_id("auth-view").is_visible():
+            await self.open()
+        await page.get_by_test_id(f"auth-tab-{mode}").click()
         await page.get_by_test_id("auth-username").fill(username)
-        await page.get_by_test_id("auth-password").fill("correct horse battery staple")
+        await page.get_by_test_id("auth-password").fill(password)
         await page.get_by_test_id("auth-submit").click()
         status = page.get_by_test_id("connection-status")
         await expect(status).to_have_attribute("data-state", "open")
-        return username
+        await expect(page.get_by_test_id("user-name")).to_have_text(username)
 
     async def fill(self, prompt: str, **fields: str | int | float) -> None:
         """Type a prompt and set form fields by their test id (e.g. steps=30, count=2)."""

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
-from browser_harness import SIGNUP_POINTS, Session
+from browser_harness import PASSWORD, SIGNUP_POINTS, Session
 
 try:
     from playwright.async_api import expect
@@ -81,3 +81,29 @@ async def test_errors_show_next_to_their_field(session: Session) -> None:
     await session.shot("not-enough-points")
     for card in sketches:  # leave the shared service idle for the next test
         await expect(card).to_have_attribute("data-status", "SUCCEEDED")
+
+
+async def test_sign_in_and_the_priorities_a_role_may_use(session: Session) -> None:
+    page = session.page
+    admin = f"admin_{uuid.uuid4().hex[:8]}"
+    await session.service.cli("users", "create", admin, "--admin", "--password", PASSWORD)
+    await session.sign_in(admin)
+    priority = page.get_by_test_id("priority")
+    options = priority.locator("option")
+    await expect(options).to_have_count(4)
+    assert await options.evaluate_all("os => os.map(o => o.value)") == [
+        "NORMAL", "LOW", "HIGH", "URGENT"]  # fmt: skip
+    await session.fill(f"an urgent poster {uuid.uuid4().hex[:6]}", steps=1)
+    await priority.select_option("URGENT")
+    await page.get_by_test_id("submit-button").click()
+    card = page.get_by_test_id("job-card").first
+    await expect(card).to_have_attribute("data-status", "SUCCEEDED")
+    await session.shot("admin-signed-in")
+
+    await page.get_by_test_id("logout-button").click()
+    await expect(page.get_by_test_id("auth-view")).to_be_visible()
+    await expect(page.get_by_test_id("job-card")).to_have_count(0)
+    await session.sign_up("plain")
+    await expect(options).to_have_count(2)
+    assert await options.evaluate_all("os => os.map(o => o.value)") == ["NORMAL", "LOW"]
+    await session.shot("user-signed-in")
