@@ -35,6 +35,14 @@ async def test_language_follows_the_browser_and_is_remembered(
     await expect(page.get_by_test_id("lang-select")).to_have_value("en")
     await session.shot("english-remembered")
 
+    # Signed in, the whole app switches, live parts included.
+    await session.sign_up("lang")
+    await expect(page.get_by_test_id("connection-status")).to_contain_text("Live")
+    await page.get_by_test_id("lang-select").select_option("zh")
+    await expect(page.get_by_test_id("connection-status")).to_contain_text("实时")
+    await expect(page.get_by_test_id("submit-button")).to_contain_text("生成")
+    await session.shot("chinese-app")
+
 
 async def test_errors_show_next_to_their_field(session: Session) -> None:
     page = session.page
