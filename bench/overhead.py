@@ -133,6 +133,7 @@ async def run_stargraph(procs: Processes, args: argparse.Namespace, sim_url: str
             database_url=db, redis_url=redis_url(required=False), redis_prefix=f"ovh{port}",
             comfyui_urls=[sim_url], default_model=CHECKPOINT, models=[CHECKPOINT],
             storage_dir=procs.workdir / f"images-{port}", graphiql="false",
+            submits_per_minute=10**6,
         )  # fmt: skip
         serve = await procs.stargraph("serve", ["serve", "--port", str(port)], env)
         url = f"http://127.0.0.1:{port}"
