@@ -28,9 +28,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def check_new_priority(
-    principal: Principal, job: Job, priority: Priority, to_front: bool
-) -> None:
+def check_new_priority(principal: Principal, job: Job, priority: Priority, to_front: bool) -> None:
     """Owners may lower their job, or raise it back up to NORMAL; admins may do anything."""
     if principal.is_admin:
         return
@@ -95,9 +93,7 @@ class JobControl:
         """One compare-and-set attempt from the status the job was seen in."""
         if job.status is JobStatus.QUEUED:
             await self._queue.remove(job.id)
-            cancelled = await self._finish_cancelled(
-                job, only_from=frozenset({JobStatus.QUEUED})
-            )
+            cancelled = await self._finish_cancelled(job, only_from=frozenset({JobStatus.QUEUED}))
             if cancelled is not None:
                 await self._events.queue_moved()
             return cancelled
@@ -130,9 +126,7 @@ class JobControl:
             await announce_queued(self._events, updated, self._clock(), position)
         return updated
 
-    async def _finish_cancelled(
-        self, job: Job, only_from: frozenset[JobStatus]
-    ) -> Job | None:
+    async def _finish_cancelled(self, job: Job, only_from: frozenset[JobStatus]) -> Job | None:
         cancelled = await self._jobs.finish_unpaid(
             job.id, JobStatus.CANCELLED, None, self._clock(), only_from
         )

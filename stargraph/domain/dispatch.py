@@ -86,9 +86,7 @@ class Dispatcher:
         self._gateway = gateway
         self._client_ids = client_ids
         self._policy = policy
-        self._sent = (
-            sent  # tells this process's listener what to expect, before the POST
-        )
+        self._sent = sent  # tells this process's listener what to expect, before the POST
         self._clock = clock
         self._last_send: dict[BackendId, asyncio.Task[None]] = {}
 
@@ -110,9 +108,7 @@ class Dispatcher:
             return
         claim = await self._claim()
         if claim is None:
-            await _unless_stopped(
-                self._queue.wait_for_work(self._policy.idle_wait_s), stop
-            )
+            await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
             return
         ticket = await self._take(claim)
         if ticket is not None:
@@ -143,9 +139,7 @@ class Dispatcher:
         """The claimed job with a slot reserved for it; None when it cannot go now."""
         job = await self._jobs.get(claim.job_id)
         if job is None or job.status is not JobStatus.QUEUED:
-            await self._queue.ack(
-                claim
-            )  # a stale entry: the job moved on without the queue
+            await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
             return None
         backend = await self._reserve(job)
         if backend is None:
@@ -153,18 +147,14 @@ class Dispatcher:
             return None
         return _Ticket(claim, job, backend)
 
-    async def _deliver_in_turn(
-        self, ticket: _Ticket, before: asyncio.Task[None] | None
-    ) -> None:
+    async def _deliver_in_turn(self, ticket: _Ticket, before: asyncio.Task[None] | None) -> None:
         try:
             await self._deliver(ticket, before)
         except Exception:
             # the lease or reconciliation brings the job back; the dispatcher carries on
             log.exception("dispatch of %s failed", ticket.job.id)
 
-    async def _deliver(
-        self, ticket: _Ticket, before: asyncio.Task[None] | None = None
-    ) -> None:
+    async def _deliver(self, ticket: _Ticket, before: asyncio.Task[None] | None = None) -> None:
         job, backend = ticket.job, ticket.backend
         dispatched = await self._jobs.mark_dispatched(job.id, backend, self._clock())
         if dispatched is None:  # cancelled meanwhile
@@ -194,9 +184,7 @@ class Dispatcher:
         if self._sent is not None:
             self._sent(job, backend)
         try:
-            await self._gateway.post(
-                backend, job.id, job.graph, self._client_ids[backend]
-            )
+            await self._gateway.post(backend, job.id, job.graph, self._client_ids[backend])
         except BackendRejected as exc:
             await self._free(backend, job)
             await self._fail(job, REJECTED, exc.message)
@@ -229,9 +217,7 @@ class Dispatcher:
             await self._queue.enqueue(
                 QueuedJob(job.id, job.user_id, job.params.priority, job.front)
             )
-        await announce_queued(
-            self._events, job, self._clock(), await self._queue.position(job.id)
-        )
+        await announce_queued(self._events, job, self._clock(), await self._queue.position(job.id))
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         failed = await self._jobs.finish_unpaid(

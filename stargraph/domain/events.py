@@ -130,11 +130,7 @@ EVENT_TYPES: dict[str, type[JobEvent]] = {
 
 def event_to_dict(event: JobEvent) -> dict[str, Any]:
     """A JSON-ready dict of the event (without its cursor)."""
-    data = {
-        f.name: getattr(event, f.name)
-        for f in dataclasses.fields(event)
-        if f.name != "cursor"
-    }
+    data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "cursor"}
     data["kind"] = event.kind
     data["at"] = event.at.isoformat()
     data["status"] = event.status.value
@@ -170,9 +166,7 @@ class EventBus(Protocol):
         """Tell followers of waiting jobs that positions may have changed (coalesced)."""
         ...
 
-    def follow_user(
-        self, user_id: UserId, after: str | None = None
-    ) -> AsyncIterator[JobEvent]:
+    def follow_user(self, user_id: UserId, after: str | None = None) -> AsyncIterator[JobEvent]:
         """Events of one user's jobs: first those after `after` (replay), then live ones."""
         ...
 
@@ -199,9 +193,7 @@ class EventBus(Protocol):
         ...
 
 
-async def announce_queued(
-    events: EventBus, job: Job, at: datetime, position: int | None
-) -> None:
+async def announce_queued(events: EventBus, job: Job, at: datetime, position: int | None) -> None:
     """Tell the owner the job waits (with its place) and followers that the queue moved."""
     await events.publish(
         JobQueued(

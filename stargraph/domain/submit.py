@@ -110,9 +110,7 @@ class Submitter:
             if existing is not None:
                 return Submitted(existing, await self._position_of(existing))
         await self._check_limits(principal)
-        job, created = await self._jobs.create_queued(
-            await self._prepare(principal, params, key)
-        )
+        job, created = await self._jobs.create_queued(await self._prepare(principal, params, key))
         if not created:  # a concurrent submission with the same key won
             return Submitted(job, await self._position_of(job))
         return Submitted(job, await self._enqueue(job))
@@ -126,18 +124,14 @@ class Submitter:
             self._rng,
         )
         if params.priority not in USER_PRIORITIES and not principal.is_admin:
-            raise Forbidden(
-                "only administrators may submit with HIGH or URGENT priority"
-            )
+            raise Forbidden("only administrators may submit with HIGH or URGENT priority")
         return params
 
     async def _check_limits(self, principal: Principal) -> None:
         """The queued-jobs cap first: a submission it refuses uses no rate-limit turn."""
         limit = self._policy.max_queued_per_user
         if await self._jobs.count_unfinished(principal.user_id) >= limit:
-            raise QueueFull(
-                f"you already have {limit} unfinished jobs; wait for some to finish"
-            )
+            raise QueueFull(f"you already have {limit} unfinished jobs; wait for some to finish")
         await self._limiter.hit(
             f"submit:{principal.user_id}", self._policy.submits_per_minute, 60.0
         )
@@ -152,9 +146,7 @@ class Submitter:
             position = await _put_back(self._jobs, self._queue, job)
         return position
 
-    async def _prepare(
-        self, principal: Principal, params: JobParams, key: str | None
-    ) -> Job:
+    async def _prepare(self, principal: Principal, params: JobParams, key: str | None) -> Job:
         workflow = self._catalog.get(params.workflow)
         prompt = await self._translator.translate(params.prompt)
         negative_prompt = await self._translator.translate(params.negative_prompt)
@@ -165,9 +157,7 @@ class Submitter:
             workflow.negative_suffix,
         )
         job_id = new_job_id()
-        graph = self._catalog.render(
-            params.workflow, job_id, params, positive, negative
-        )
+        graph = self._catalog.render(params.workflow, job_id, params, positive, negative)
         return Job(
             id=job_id,
             user_id=principal.user_id,
@@ -203,10 +193,7 @@ async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:
     positions = await queue.positions([job.id for job in waiting])
     restored: list[JobId] = []
     for job in waiting:
-        if (
-            positions.get(job.id) is None
-            and await _put_back(jobs, queue, job) is not None
-        ):
+        if positions.get(job.id) is None and await _put_back(jobs, queue, job) is not None:
             restored.append(job.id)
     return restored
 
