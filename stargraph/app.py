@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import re
@@ -61,6 +62,13 @@ class GraphQLView(GraphQL[Context, None]):
     """Strawberry's ASGI view with StarGraph's context and WebSocket authentication."""
 
     api: Api | None = None  # set by the lifespan
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Bytes that are not UTF-8 are a malformed body (400), like bad JSON."""
+        try:
+            return super().decode_json(data)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError("the body is not UTF-8", "", exc.start) from exc
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         assert self.api is not None, "the app's lifespan has not run"
