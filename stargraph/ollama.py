@@ -1,6 +1,6 @@
 """OllamaTranslator: the domain's `Translator` over Ollama's `/api/chat`, with httpx.
 
-Following `shared/reference/ollama.md`: non-streaming, every setting inside `options`
+Following what makes small models translate reliably: non-streaming, every setting inside `options`
 (temperature 0, a fixed seed, `num_predict` bounded by the input), a translator-only system
 message (which also replaces the model's "helpful assistant" default), few-shot turns, the
 input between `<text>` tags, and a JSON-schema `format` so preambles cannot surround the

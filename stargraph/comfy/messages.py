@@ -1,7 +1,7 @@
 """ComfyUI WebSocket vocabulary: typed messages, a pure parser, and the encoders the simulator uses.
 
 Sans-I/O and free of StarGraph imports, so the domain may use it. Shapes follow
-`shared/reference/comfyui/protocol.md` §2 and the recorded transcripts:
+ComfyUI's WebSocket protocol as recorded from the real server (`tests/comfy/recordings/`):
 
     text frame   {"type": T, "data": {...}}      -> parse_text()   -> Status, Executing, ...
     binary frame >I event type, then a payload   -> parse_binary() -> PreviewImage, Text, ...

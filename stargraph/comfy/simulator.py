@@ -1,6 +1,7 @@
 """A ComfyUI stand-in for tests, demos and benchmarks: same endpoints, messages and order, no GPU.
 
-Built from the recordings in `shared/reference/comfyui/` (see `tests/comfy/test_conformance.py`).
+Built from recordings of the real server (`tests/comfy/recordings/`, replayed by
+`tests/comfy/test_conformance.py`).
 
     async with running_simulator(SimulatorConfig(step_time=0.005)) as sim:
         client = ComfyClient(sim.url)             # http://127.0.0.1:<port>
