@@ -275,7 +275,13 @@ async def _adapters(stack: AsyncExitStack, settings: Settings, auto_migrate: boo
 
 
 async def _engine(
-    stack: AsyncExitStack, settings: Settings, a: _Adapters, *, worker: bool, simulated: bool
+    stack: AsyncExitStack,
+    settings: Settings,
+    a: _Adapters,
+    metrics: Metrics,
+    *,
+    worker: bool,
+    simulated: bool,
 ) -> Engine:
     """The engine's parts; this process runs them only with `worker` (else it only cancels
     through them, reads the board, and keeps the capabilities fresh)."""
@@ -285,7 +291,7 @@ async def _engine(
     ports = EnginePorts(
         a.redis, a.queue, a.jobs, a.images, a.files, a.events, gateway, comfy_socket
     )
-    engine = build_engine(config, ports)
+    engine = build_engine(config, ports, refill_gap=metrics.dispatch_gap.observe)
     if not worker:
         await _refresh_capabilities(stack, engine, gateway)
     if not simulated:
@@ -327,7 +333,9 @@ async def _build(
     settings, simulators = await _start_simulators(stack, settings, simulate)
     a = await _adapters(stack, settings, auto_migrate)
     metrics = Metrics()
-    engine = await _engine(stack, settings, a, worker=worker, simulated=simulate is not None)
+    engine = await _engine(
+        stack, settings, a, metrics, worker=worker, simulated=simulate is not None
+    )
     catalog = WorkflowCatalog.load(settings.workflows_dir)
     translator = await _translator(stack, settings, a.redis, metrics, demo=simulate is not None)
     return Services(

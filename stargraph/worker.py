@@ -112,7 +112,10 @@ class Engine:
 
 
 def build_engine(
-    config: EngineConfig, ports: EnginePorts, capabilities: CapabilitiesBook | None = None
+    config: EngineConfig,
+    ports: EnginePorts,
+    capabilities: CapabilitiesBook | None = None,
+    refill_gap: Callable[[float], None] | None = None,
 ) -> Engine:
     pool = BackendPool(config.backends, config.max_inflight)
     slots = RedisSlotBook(ports.redis, config.redis_prefix)
@@ -140,6 +143,7 @@ def build_engine(
         client_ids=client_ids,
         policy=DispatchPolicy(lease_s=config.lease_s, max_attempts=config.max_attempts),
         sent=lambda job, backend: by_backend[backend].expect(job),
+        refill_gap=refill_gap,
     )
     board = BackendBoard(ports.redis, config.redis_prefix, slots)
     sweeper = Sweeper(

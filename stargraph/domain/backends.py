@@ -163,6 +163,7 @@ class _State:
     last_error: str | None = None
     last_checkpoint: str | None = None
     mean_run_s: float | None = None
+    freed_at: float | None = None  # when a full backend last got a slot back
     wakeup: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -221,9 +222,20 @@ class BackendPool:
         if state is None:
             return
         freed = count < state.inflight
+        if freed and state.inflight >= self.max_inflight:
+            state.freed_at = self._clock()
         state.inflight = max(0, count)
         if freed or count < self.max_inflight:
             self.signal()
+
+    def take_refill_gap(self, backend: BackendId) -> float | None:
+        """Seconds since a full backend got a slot back, once per freed slot (for the
+        slot-free → next-POST metric); None when the backend was not waiting to be refilled."""
+        state = self._states.get(backend)
+        if state is None or state.freed_at is None:
+            return None
+        gap, state.freed_at = self._clock() - state.freed_at, None
+        return gap
 
     def note_checkpoint(self, backend: BackendId, checkpoint: str) -> None:
         self._states[backend].last_checkpoint = checkpoint

@@ -76,6 +76,7 @@ class Dispatcher:
         client_ids: Mapping[BackendId, str],
         policy: DispatchPolicy,
         sent: Callable[[Job, BackendId], None] | None = None,
+        refill_gap: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._queue = queue
@@ -87,6 +88,7 @@ class Dispatcher:
         self._client_ids = client_ids
         self._policy = policy
         self._sent = sent  # tells this process's listener what to expect, before the POST
+        self._refill_gap = refill_gap  # observes slot-free → POST (a metric)
         self._clock = clock
         self._last_send: dict[BackendId, asyncio.Task[None]] = {}
 
@@ -183,6 +185,9 @@ class Dispatcher:
     async def _send(self, claim: Claim, job: Job, backend: BackendId) -> None:
         if self._sent is not None:
             self._sent(job, backend)
+        gap = self._pool.take_refill_gap(backend)
+        if gap is not None and self._refill_gap is not None:
+            self._refill_gap(gap)
         try:
             await self._gateway.post(backend, job.id, job.graph, self._client_ids[backend])
         except BackendRejected as exc:
