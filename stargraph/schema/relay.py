@@ -39,6 +39,9 @@ class Connection(Generic[T]):
     page_info: PageInfo
 
 
+_MAX_KEY = 64
+
+
 def encode_cursor(kind: str, key: object) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode().rstrip("=")
 
@@ -52,7 +55,8 @@ def decode_cursor(kind: str, cursor: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
     prefix, _, key = raw.partition(":")
-    if prefix != kind or not key:
+    # our keys are ids: short and printable (a NUL or a long key would reach the database)
+    if prefix != kind or not key or len(key) > _MAX_KEY or not key.isprintable():
         raise BadUserInput("invalid cursor", field="after")
     return key
 
