@@ -133,6 +133,8 @@ def check_grant(amount: int, reason: str) -> None:
         raise BadUserInput("a reason is required", field="reason")
     if len(reason) > 255:
         raise BadUserInput("reason is longer than 255 characters", field="reason")
+    if not reason.isprintable():
+        raise BadUserInput("reason must not contain control characters", field="reason")
 
 
 def clamp_capture(held: int, capture: int) -> int:

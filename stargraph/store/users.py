@@ -93,7 +93,11 @@ class UserService:
         """A new token for the right password; one message for every wrong answer."""
         if self._guard is not None:
             await self._guard(username, client)
-        if len(password) > PASSWORD_MAX or len(username) > USERNAME_MAX:
+        if (
+            len(password) > PASSWORD_MAX
+            or len(username) > USERNAME_MAX
+            or not username.isprintable()
+        ):
             raise Unauthenticated(_BAD_LOGIN)  # no account has one: spend no hashing on it
         row = await UserRow.get_or_none(username_key=username_key(username))
         stored = row.password_hash if row else None
