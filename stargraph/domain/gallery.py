@@ -71,7 +71,7 @@ class LinkSigner:
     def verify(self, image_id: ImageId, expires_at: int, signature: str, now: float) -> None:
         """Raise Forbidden for a tampered or expired link."""
         expected = self.sign(image_id, expires_at)
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
             raise Forbidden("invalid image link")
         if expires_at < now:
             raise Forbidden("expired image link")

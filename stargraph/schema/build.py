@@ -16,7 +16,9 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
 from strawberry.types.execution import ExecutionContext
+from strawberry.types.graphql import OperationType
 
 from stargraph.schema.errors import ErrorCodes
 from stargraph.schema.events import EVENT_TYPES
@@ -37,6 +39,12 @@ class SchemaOptions:
 
 
 class StarGraphSchema(strawberry.Schema):
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """HTTP runs queries and mutations; subscriptions need a WebSocket (a 400 otherwise)."""
+        allowed = kwargs.get("allowed_operation_types") or DEFAULT_ALLOWED_OPERATION_TYPES
+        kwargs["allowed_operation_types"] = allowed - {OperationType.SUBSCRIPTION}
+        return await super().execute(*args, **kwargs)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

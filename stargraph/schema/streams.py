@@ -28,7 +28,8 @@ async def job_stream(api: Api, principal: Principal, job_id: JobId) -> AsyncIter
     yield first
     if job.is_terminal:
         return
-    waiting = _Positions({job.id: first.position} if isinstance(first, ev.JobQueued) else {})
+    waiting = _Positions({})
+    waiting.track(first)
     async for item in api.events.follow_job(job.user_id, job.id, after=cursor):
         if isinstance(item, ev.QueueMoved):
             for moved in await waiting.moved(api, item):

@@ -19,7 +19,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from stargraph.domain.errors import Conflict, InsufficientPoints, NotFound
+from stargraph.domain.errors import BadUserInput, Conflict, InsufficientPoints, NotFound
 from stargraph.domain.ledger import (
     AuditFinding,
     Balance,
@@ -56,7 +56,7 @@ class TortoiseLedger:
         try:
             async with in_transaction():
                 if not await _add_available(user_id, amount):
-                    return await _first_result(move_key, user_id) or await _refuse(user_id)
+                    return await _first_result(move_key, user_id) or await _refuse(user_id, amount)
                 after = await _read_balance(user_id)
                 await _append(user_id, EntryKind.GRANT, amount, move_key, after, reason=reason)
                 return after
@@ -124,11 +124,14 @@ class TortoiseLedger:
         return findings
 
 
+MAX_BALANCE = 2**31 - 1  # what GraphQL's Int can show
+
+
 async def _add_available(user_id: UserId, amount: int) -> bool:
-    """One conditional UPDATE; a negative amount never takes available below zero."""
-    changed = await AccountRow.filter(user_id=user_id, available__gte=max(0, -amount)).update(
-        available=F("available") + amount
-    )
+    """One conditional UPDATE; available stays within 0..MAX_BALANCE."""
+    changed = await AccountRow.filter(
+        user_id=user_id, available__gte=max(0, -amount), available__lte=MAX_BALANCE - max(0, amount)
+    ).update(available=F("available") + amount)
     return changed == 1
 
 
@@ -205,9 +208,11 @@ async def _repeated(move_key: str, user_id: UserId) -> Balance:
     return first
 
 
-async def _refuse(user_id: UserId) -> Balance:
-    """Why a conditional UPDATE matched nothing: no account, or not enough points."""
+async def _refuse(user_id: UserId, amount: int = 0) -> Balance:
+    """Why a conditional UPDATE matched nothing: no account, too many or not enough points."""
     balance = await _read_balance(user_id)
+    if amount > 0:
+        raise BadUserInput(f"a balance cannot exceed {MAX_BALANCE}", field="amount")
     raise InsufficientPoints(f"not enough points: {balance.available} available")
 
 

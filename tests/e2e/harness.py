@@ -31,7 +31,7 @@ PROTOCOL = "graphql-transport-ws"
 @asynccontextmanager
 async def running_server(app: ASGIApp) -> AsyncIterator[str]:
     """Serve `app` (lifespan included) on a free loopback port; yields the base URL."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(256)
     host, port = sock.getsockname()[:2]
