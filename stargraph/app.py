@@ -64,11 +64,15 @@ class GraphQLView(GraphQL[Context, None]):
     api: Api | None = None  # set by the lifespan
 
     def decode_json(self, data: str | bytes) -> object:
-        """Bytes that are not UTF-8 are a malformed body (400), like bad JSON."""
+        """Bytes that are not UTF-8, or JSON that is no request object, are a malformed
+        body (400), like bad JSON."""
         try:
-            return super().decode_json(data)
+            value = super().decode_json(data)
         except UnicodeDecodeError as exc:
             raise json.JSONDecodeError("the body is not UTF-8", "", exc.start) from exc
+        if not isinstance(value, dict | list):  # a list is a batch, refused later with a 400
+            raise json.JSONDecodeError("the body is not a JSON object", "", 0)
+        return value
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         assert self.api is not None, "the app's lifespan has not run"
