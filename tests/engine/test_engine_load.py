@@ -47,7 +47,9 @@ async def test_a_hundred_jobs_of_five_users_on_three_backends(
         assert set(posted) == {j.id for j in jobs} and set(posted.values()) == {1}
         assert all(j.charged == PRICE and j.attempts == 1 for j in done)
         assert all(max_concurrent(sim) <= 2 for sim in rig.sims)
-        assert all(sim.records for sim in rig.sims)  # every backend took work
+        # the work was spread: a backend whose socket connects only after the others have
+        # drained the queue (a very loaded machine) may rightly get none
+        assert sum(1 for sim in rig.sims if sim.records) >= 2
 
         # fairness: in start order, the first 25 starts hold about 5 of each user's jobs (a
         # start the listener did not see, if the machine is very slow, counts at its dispatch)
