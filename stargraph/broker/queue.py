@@ -70,6 +70,7 @@ _SCRIPTS = (
     "enqueue",
     "positions",
     "claim",
+    "head",
     "ack",
     "requeue",
     "expire",
@@ -149,6 +150,11 @@ class RedisJobQueue:
         if job is None:
             return None
         return Claim(JobId(_text(job)), backend, token)
+
+    async def head(self) -> JobId | None:
+        """The job the next claim would take, without claiming it; None when nothing waits."""
+        job = await self._run("head")
+        return None if job is None else JobId(_text(job))
 
     async def ack(self, claim: Claim) -> bool:
         """End the lease if `claim` still holds it (False after it expired or was removed)."""

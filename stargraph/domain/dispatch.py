@@ -32,7 +32,7 @@ from stargraph.domain.backends import (
 from stargraph.domain.events import EventBus, JobDispatched, JobFailed, announce_queued
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore
 from stargraph.domain.queue import Claim, JobQueue, QueuedJob
-from stargraph.domain.types import BackendId
+from stargraph.domain.types import BackendId, JobId
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,48 @@ class _Ticket:
     backend: BackendId
 
 
+class _ReadAhead:
+    """The queue's next job, read from the store while every slot is busy, so that a freed
+    slot costs no database read before its POST.
+
+    The copy may be stale by the time it is claimed; only its fixed fields are relied on.
+    Its status and attempts are checked by `JobStore.mark_dispatched`'s compare-and-set.
+    """
+
+    def __init__(self, queue: JobQueue, jobs: JobStore) -> None:
+        self._queue = queue
+        self._jobs = jobs
+        self._next: Job | None = None
+        self._reading: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Read the queue's head in the background (once at a time)."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            head = await self._queue.head()
+            if head is not None and (self._next is None or self._next.id != head):
+                self._next = await self._jobs.get(head)
+        except Exception:  # only a shortcut: the claim reads the job itself
+            log.debug("read-ahead failed", exc_info=True)
+
+    def take(self, job_id: JobId) -> Job | None:
+        """The copy read ahead if it is `job_id`'s; it is used once."""
+        ahead = self._next
+        if ahead is None or ahead.id != job_id:
+            return None
+        self._next = None
+        return ahead
+
+    async def aclose(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -91,21 +133,27 @@ class Dispatcher:
         self._refill_gap = refill_gap  # observes slot-free → POST (a metric)
         self._clock = clock
         self._last_send: dict[BackendId, asyncio.Task[None]] = {}
+        self._ahead = _ReadAhead(queue, jobs)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set. Jobs are claimed and given a slot one at a time, in
         queue order; their sends then run side by side, but each backend receives its jobs
         in that order. Sends under way when `stop` is set complete before this returns."""
-        async with asyncio.TaskGroup() as sends:
-            while not stop.is_set():
-                try:
-                    await self._next(sends, stop)
-                except Exception:
-                    # Redis or the database away for a moment: try again shortly
-                    log.exception("dispatcher step failed; retrying")
-                    await _unless_stopped(asyncio.sleep(_RETRY_S), stop)
+        try:
+            async with asyncio.TaskGroup() as sends:
+                while not stop.is_set():
+                    try:
+                        await self._next(sends, stop)
+                    except Exception:
+                        # Redis or the database away for a moment: try again shortly
+                        log.exception("dispatcher step failed; retrying")
+                        await _unless_stopped(asyncio.sleep(_RETRY_S), stop)
+        finally:
+            await self._ahead.aclose()
 
     async def _next(self, sends: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        if not self._pool.has_free_slot():
+            self._ahead.start()
         if not await _unless_stopped(self._pool.wait_for_slot(), stop):
             return
         claim = await self._claim()
@@ -139,7 +187,7 @@ class Dispatcher:
 
     async def _take(self, claim: Claim) -> _Ticket | None:
         """The claimed job with a slot reserved for it; None when it cannot go now."""
-        job = await self._jobs.get(claim.job_id)
+        job = self._ahead.take(claim.job_id) or await self._jobs.get(claim.job_id)
         if job is None or job.status is not JobStatus.QUEUED:
             await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
             return None
@@ -158,7 +206,7 @@ class Dispatcher:
 
     async def _deliver(self, ticket: _Ticket, before: asyncio.Task[None] | None = None) -> None:
         job, backend = ticket.job, ticket.backend
-        dispatched = await self._jobs.mark_dispatched(job.id, backend, self._clock())
+        dispatched = await self._mark_dispatched(job, backend)
         if dispatched is None:  # cancelled meanwhile
             await self._free(backend, job)
             await self._queue.ack(ticket.claim)
@@ -171,6 +219,16 @@ class Dispatcher:
             await self._send(ticket.claim, dispatched, backend)
         finally:
             await announced
+
+    async def _mark_dispatched(self, job: Job, backend: BackendId) -> Job | None:
+        dispatched = await self._jobs.mark_dispatched(job, backend, self._clock())
+        if dispatched is not None:
+            return dispatched
+        # `job` may be a copy read ahead that another dispatcher's attempt made stale
+        current = await self._jobs.get(job.id)
+        if current is None or current.status is not JobStatus.QUEUED:
+            return None
+        return await self._jobs.mark_dispatched(current, backend, self._clock())
 
     async def _reserve(self, job: Job) -> BackendId | None:
         for backend in self._pool.candidates(job.params.model):

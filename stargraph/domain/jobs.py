@@ -176,8 +176,10 @@ class JobStore(Protocol):
         """DISPATCHED and RUNNING jobs, of one backend or all."""
         ...
 
-    async def mark_dispatched(self, job_id: JobId, backend: BackendId, at: datetime) -> Job | None:
-        """QUEUED → DISPATCHED on `backend`, counting the attempt; None if not QUEUED."""
+    async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
+        """QUEUED → DISPATCHED on `backend`, counting the attempt, without reading the row
+        back. None unless the row is still QUEUED with `job.attempts` attempts (so a copy of
+        `job` read earlier cannot count an attempt twice)."""
         ...
 
     async def mark_running(self, job_id: JobId, at: datetime) -> Job | None:

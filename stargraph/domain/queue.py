@@ -48,6 +48,10 @@ class JobQueue(Protocol):
         """Atomically lease the best waiting job to `backend`; None when the queue is empty."""
         ...
 
+    async def head(self) -> JobId | None:
+        """The job the next claim would take (a hint: claims may race it); None if empty."""
+        ...
+
     async def ack(self, claim: Claim) -> bool:
         """The job reached a final owner (accepted by the engine or ended): drop the lease."""
         ...

@@ -52,6 +52,9 @@ def tortoise_config(url: str) -> dict[str, Any]:
     if engine_of(url) == "sqlite":
         # Several processes may share one SQLite file: wait for the write lock, do not fail.
         connection["credentials"].setdefault("busy_timeout", SQLITE_BUSY_TIMEOUT_MS)
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives a
+        # crash of any process, and only a power cut can undo the last ones, each whole.
+        connection["credentials"].setdefault("synchronous", "NORMAL")
     return {
         "connections": {"default": connection},
         "apps": {

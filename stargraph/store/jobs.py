@@ -3,6 +3,7 @@ and settlement in the same transaction as the terminal status."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
@@ -18,6 +19,7 @@ from stargraph.domain.jobs import (
     JobStatus,
     NewImage,
     sources_of,
+    transition,
 )
 from stargraph.domain.ledger import Ledger
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
@@ -89,14 +91,19 @@ class TortoiseJobStore:
             query = query.filter(backend=backend)
         return [job_from_row(r) for r in await query.order_by("created_at")]
 
-    async def mark_dispatched(self, job_id: JobId, backend: BackendId, at: datetime) -> Job | None:
-        return await self._move(
-            job_id,
-            JobStatus.DISPATCHED,
+    async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
+        changed = await JobRow.filter(
+            id=job.id, status=JobStatus.QUEUED.value, attempts=job.attempts
+        ).update(
+            status=JobStatus.DISPATCHED.value,
             backend=backend,
             dispatched_at=at,
             attempts=F("attempts") + 1,
         )
+        if changed != 1:
+            return None
+        dispatched = transition(job, JobStatus.DISPATCHED, at)
+        return replace(dispatched, backend=backend, attempts=job.attempts + 1)
 
     async def mark_running(self, job_id: JobId, at: datetime) -> Job | None:
         return await self._move(job_id, JobStatus.RUNNING, started_at=at)

@@ -72,6 +72,21 @@ async def test_bands_run_urgent_high_normal_low_and_front_before_all(
     assert await claim_all(queue) == ["front", "urgent", "high", "normal", "low"]
 
 
+async def test_head_names_the_job_the_next_claim_takes_without_taking_it(
+    queue: RedisJobQueue,
+) -> None:
+    assert await queue.head() is None
+    await queue.enqueue_many([job("a0"), job("a1"), job("b0", B), job("c0", C, Priority.HIGH)])
+    await queue.enqueue(QueuedJob(JobId("front"), B, Priority.LOW, front=True))
+
+    seen = []
+    while (head := await queue.head()) is not None:
+        assert await queue.head() == head  # reading it changes nothing
+        assert await next_claimed(queue) == head
+        seen.append(head)
+    assert seen == ["front", "c0", "a0", "b0", "a1"]
+
+
 async def test_a_newcomer_waits_behind_at_most_one_job_of_a_heavy_user(
     queue: RedisJobQueue,
 ) -> None:

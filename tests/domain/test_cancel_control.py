@@ -29,7 +29,7 @@ async def dispatch(w: World, job: Job, *, running: bool) -> None:
     """What a dispatcher (and a listener) would do to take the next job into an engine."""
     claim = await w.queue.claim(BACKEND, 30)
     assert claim is not None and claim.job_id == job.id
-    assert await w.jobs.mark_dispatched(job.id, BACKEND, now()) is not None
+    assert await w.jobs.mark_dispatched(job, BACKEND, now()) is not None
     assert await w.queue.ack(claim)
     if running:
         assert await w.jobs.mark_running(job.id, now()) is not None
@@ -119,7 +119,7 @@ async def test_cancel_while_a_dispatcher_holds_the_lease(w: World) -> None:
     assert claim is not None  # claimed, not yet marked DISPATCHED
     assert (await w.control.cancel(alice, job.id)).status is JobStatus.CANCELLED
     # the dispatcher then loses its compare-and-set and the lease is gone
-    assert await w.jobs.mark_dispatched(job.id, BACKEND, now()) is None
+    assert await w.jobs.mark_dispatched(job, BACKEND, now()) is None
     assert not await w.queue.ack(claim)
     assert await w.queue.length() == 0
     assert await w.ledger.balance(alice.user_id) == Balance(100, 0)

@@ -315,12 +315,12 @@ async def test_restore_leaves_claimed_and_dispatched_jobs_alone(w: World) -> Non
     assert first is not None and second is not None
     assert (first.job_id, second.job_id) == (leased.id, dispatched.id)
     # a dispatcher holds `leased` but has not marked it yet; `dispatched` went all the way
-    assert await w.jobs.mark_dispatched(dispatched.id, BACKEND, now()) is not None
+    assert await w.jobs.mark_dispatched(dispatched, BACKEND, now()) is not None
     assert await w.queue.ack(second)
 
     assert await restore_queue(w.jobs, w.queue) == []
     assert await w.order() == [waiting.id]  # nothing enqueued a second time
-    assert await w.jobs.mark_dispatched(leased.id, BACKEND, now()) is not None
+    assert await w.jobs.mark_dispatched(leased, BACKEND, now()) is not None
     assert await w.queue.ack(first)
     assert await restore_queue(w.jobs, w.queue) == []
     assert await w.order() == [waiting.id]

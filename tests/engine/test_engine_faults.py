@@ -158,7 +158,7 @@ async def test_an_ending_seen_twice_is_settled_once(
         user = await rig.user("twice", 100)
         job = await rig.submit(make_job(user, count=2))
         backend = rig.backends[0]
-        await rig.jobs.mark_dispatched(job.id, backend, job.created_at)
+        await rig.jobs.mark_dispatched(job, backend, job.created_at)
         await rig.gateway.post(backend, job.id, job.graph, "someone")
         await _until(lambda: _outcomes(rig, job.id) == ["success"])
         finishers = [_finisher(rig) for _ in range(2)]

@@ -24,7 +24,7 @@ async def finished_job(user: UserId, count: int, minutes: int) -> list[ImageId]:
     """A job that succeeded `minutes` after T0 with `count` images; their ids by index."""
     jobs = TortoiseJobStore(TortoiseLedger())
     job, _ = await jobs.create_queued(make_job(user, count=count))
-    await jobs.mark_dispatched(job.id, BACKEND, T0)
+    await jobs.mark_dispatched(job, BACKEND, T0)
     await jobs.succeed(job.id, images(job, count), PRICE, T0 + timedelta(minutes=minutes))
     rows = await ImageRow.filter(job_id=job.id).order_by("index")
     return [ImageId(r.id) for r in rows]

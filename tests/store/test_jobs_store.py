@@ -104,7 +104,7 @@ async def queued_job(store: TortoiseJobStore, user: UserId, **kw: object) -> Job
 
 async def in_engine(store: TortoiseJobStore, user: UserId, *, running: bool = True) -> Job:
     job = await queued_job(store, user)
-    assert await store.mark_dispatched(job.id, BACKEND, T0) is not None
+    assert await store.mark_dispatched(job, BACKEND, T0) is not None
     if running:
         assert await store.mark_running(job.id, T0) is not None
     return job
@@ -210,13 +210,14 @@ async def test_dispatch_run_and_back_to_queue_are_compare_and_set(
     assert await store.mark_running(job.id, T0) is None  # not dispatched yet
     assert await store.back_to_queue(job.id) is None  # already waiting
 
-    dispatched = await store.mark_dispatched(job.id, BACKEND, T0)
+    dispatched = await store.mark_dispatched(job, BACKEND, T0)
     assert dispatched is not None
     assert (dispatched.status, dispatched.backend, dispatched.attempts) == (
         JobStatus.DISPATCHED, BACKEND, 1,
     )  # fmt: skip
     assert dispatched.dispatched_at == T0
-    assert await store.mark_dispatched(job.id, BACKEND, T0) is None  # someone else has it
+    assert dispatched == await store.get(job.id)  # what it returns is what was stored
+    assert await store.mark_dispatched(job, BACKEND, T0) is None  # someone else has it
 
     running = await store.mark_running(job.id, T0 + timedelta(seconds=1))
     assert running is not None and running.status is JobStatus.RUNNING
@@ -230,8 +231,11 @@ async def test_dispatch_run_and_back_to_queue_are_compare_and_set(
         None, None, None, None,
     )  # fmt: skip
     assert back.attempts == 1  # attempts count dispatches, kept across requeues
-    again = await store.mark_dispatched(job.id, BACKEND, T0)
+    # a copy read before the first dispatch cannot count an attempt twice
+    assert await store.mark_dispatched(job, BACKEND, T0) is None
+    again = await store.mark_dispatched(back, BACKEND, T0)
     assert again is not None and again.attempts == 2
+    assert await store.get(job.id) == again
 
 
 async def test_only_one_of_concurrent_dispatchers_wins(
@@ -242,7 +246,7 @@ async def test_only_one_of_concurrent_dispatchers_wins(
     backends = [BackendId(f"http://b{i}") for i in range(5)]
     results = await on_own_connections(
         any_db,
-        [lambda b=b: TortoiseJobStore(TortoiseLedger()).mark_dispatched(job.id, b, T0)
+        [lambda b=b: TortoiseJobStore(TortoiseLedger()).mark_dispatched(job, b, T0)
          for b in backends],
     )  # fmt: skip
     winners = [r for r in results if r is not None]
