@@ -22,6 +22,7 @@ from strawberry.types.graphql import OperationType
 
 from stargraph.schema.errors import ErrorCodes
 from stargraph.schema.events import EVENT_TYPES
+from stargraph.schema.execution import StreamExecutor
 from stargraph.schema.mutations import Mutation
 from stargraph.schema.queries import Query
 from stargraph.schema.scalars import SCALAR_MAP
@@ -82,6 +83,7 @@ def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
         types=list(EVENT_TYPES),
         extensions=_extensions(options),
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=StreamExecutor,
     )
 
 
