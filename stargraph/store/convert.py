@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tortoise.expressions import Q
+from tortoise.fields.data import JSON_DUMPS
 
 from stargraph.domain.gallery import Image
 from stargraph.domain.jobs import Job, JobError, JobParams, JobStatus, TranslationState
@@ -67,35 +68,25 @@ def job_from_row(row: JobRow) -> Job:
     )
 
 
-def job_row_values(job: Job) -> dict[str, object]:
+# The columns a new job row is written with: every NOT NULL one (the schema has no defaults).
+NEW_JOB_COLUMNS = (
+    "id", "user_id", "status", "workflow", "prompt", "negative_prompt", "translated_prompt",
+    "translation", "positive_prompt", "effective_negative_prompt", "count", "width", "height",
+    "steps", "cfg", "sampler", "scheduler", "model", "seed", "priority", "front", "cost",
+    "graph", "idempotency_key", "attempts", "created_at",
+)  # fmt: skip
+
+
+def new_job_row(job: Job) -> tuple[object, ...]:
+    """A new job's values in `NEW_JOB_COLUMNS` order, as the database drivers take them."""
     p = job.params
-    return dict(
-        id=job.id,
-        user_id=job.user_id,
-        status=job.status.value,
-        workflow=p.workflow,
-        prompt=p.prompt,
-        negative_prompt=p.negative_prompt,
-        translated_prompt=job.translated_prompt,
-        translation=job.translation.value,
-        positive_prompt=job.positive_prompt,
-        effective_negative_prompt=job.effective_negative_prompt,
-        count=p.count,
-        width=p.width,
-        height=p.height,
-        steps=p.steps,
-        cfg=p.cfg,
-        sampler=p.sampler,
-        scheduler=p.scheduler,
-        model=p.model,
-        seed=p.seed,
-        priority=int(p.priority),
-        front=job.front,
-        cost=job.cost,
-        graph=job.graph,
-        idempotency_key=job.idempotency_key,
-        created_at=job.created_at,
-    )
+    return (
+        job.id, job.user_id, job.status.value, p.workflow, p.prompt, p.negative_prompt,
+        job.translated_prompt, job.translation.value, job.positive_prompt,
+        job.effective_negative_prompt, p.count, p.width, p.height, p.steps, p.cfg, p.sampler,
+        p.scheduler, p.model, p.seed, int(p.priority), job.front, job.cost,
+        JSON_DUMPS(job.graph), job.idempotency_key, job.attempts, job.created_at,
+    )  # fmt: skip
 
 
 def image_from_row(row: ImageRow) -> Image:

@@ -55,6 +55,8 @@ def tortoise_config(url: str) -> dict[str, Any]:
         # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives a
         # crash of any process, and only a power cut can undo the last ones, each whole.
         connection["credentials"].setdefault("synchronous", "NORMAL")
+    elif engine_of(url) == "postgres":
+        connection["credentials"]["reset"] = _keep_session
     return {
         "connections": {"default": connection},
         "apps": {
@@ -66,6 +68,13 @@ def tortoise_config(url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """asyncpg's pool reset without its query: by default every release sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`, one round trip per
+    statement run outside a transaction. Pooled connections hold no session state (no advisory
+    locks, cursors, LISTEN or SET), and asyncpg still rolls back a transaction left open."""
 
 
 def _forget_compiled_sql() -> None:

@@ -21,23 +21,33 @@ from stargraph.domain.jobs import (
     sources_of,
     transition,
 )
-from stargraph.domain.ledger import Ledger
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
-from stargraph.store.convert import job_from_row, job_row_values, older_than
+from stargraph.store import sql
+from stargraph.store.convert import NEW_JOB_COLUMNS, job_from_row, new_job_row, older_than
+from stargraph.store.ledger import TortoiseLedger
 from stargraph.store.models import ImageRow, JobRow
 
 _MAX_ERROR_MESSAGE = 2000
+_INSERT_JOB = sql.Statement(
+    f"INSERT INTO jobs ({', '.join(NEW_JOB_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(NEW_JOB_COLUMNS))})"
+)
+_UNFINISHED = sorted(set(JobStatus) - TERMINAL)
+_COUNT_UNFINISHED = sql.Statement(
+    "SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?"
+    f" AND status IN ({', '.join('?' * len(_UNFINISHED))})"
+)
 
 
 class TortoiseJobStore:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: TortoiseLedger) -> None:
         self._ledger = ledger
 
     async def create_queued(self, job: Job) -> tuple[Job, bool]:
         try:
             async with in_transaction():
-                await self._ledger.hold(job.user_id, job.id, job.cost)
-                await JobRow.create(**job_row_values(job))
+                await self._ledger.hold_new_job(job.user_id, job.id, job.cost)
+                await sql.execute(_INSERT_JOB, *new_job_row(job))
         except IntegrityError:
             if job.idempotency_key is None:
                 raise
@@ -56,11 +66,8 @@ class TortoiseJobStore:
         return job_from_row(row) if row else None
 
     async def count_unfinished(self, user_id: UserId) -> int:
-        return (
-            await JobRow.filter(user_id=user_id)
-            .exclude(status__in=[s.value for s in TERMINAL])
-            .count()
-        )
+        rows = await sql.fetch(_COUNT_UNFINISHED, user_id, *_UNFINISHED)
+        return int(rows[0]["n"])
 
     async def page_for_user(
         self,

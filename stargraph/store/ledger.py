@@ -1,7 +1,9 @@
 """Tortoise implementation of the domain's Ledger.
 
 Each method is one transaction (a savepoint when the caller already holds one, so a use case
-can hold points and write its job row atomically). Exactly-once comes from the database:
+can hold points and write its job row atomically); `hold_new_job` joins the caller's
+transaction without a savepoint. The hold's statements are raw SQL (`store.sql`): they run on
+every submission. Exactly-once comes from the database:
 `ledger_entries.move_key` is unique, a hold is the primary key of `holds`, and settling flips
 `holds.settled` with a conditional UPDATE that only one caller can win. Every conditional
 UPDATE changes the row it matches, so the row count means the same on MariaDB (rows changed)
@@ -37,8 +39,10 @@ from stargraph.domain.ledger import (
     settlement_of,
 )
 from stargraph.domain.types import JobId, UserId
+from stargraph.store import sql
 from stargraph.store.convert import aware
 from stargraph.store.models import AccountRow, HoldRow, LedgerEntryRow
+from stargraph.store.sql import Statement
 
 
 class TortoiseLedger:
@@ -69,14 +73,19 @@ class TortoiseLedger:
         key = hold_key(job_id)
         try:
             async with in_transaction():
-                if not await _freeze(user_id, amount):
+                if not await _hold_rows(user_id, job_id, amount):
                     return await _first_result(key, user_id) or await _refuse(user_id)
-                await HoldRow.create(job_id=job_id, user_id=user_id, amount=amount)
-                after = await _read_balance(user_id)
-                await _append(user_id, EntryKind.HOLD, amount, key, after, job_id=job_id)
-                return after
+                return await _read_balance(user_id)
         except IntegrityError:
             return await _repeated(key, user_id)
+
+    async def hold_new_job(self, user_id: UserId, job_id: JobId, amount: int) -> None:
+        """`hold` for a job never held before, as part of the caller's open transaction: no
+        savepoint, no balance read back (the submit path). Raises InsufficientPoints or
+        NotFound; a repeated hold raises IntegrityError and spoils the caller's transaction."""
+        check_hold(amount)
+        if not await _hold_rows(user_id, job_id, amount):
+            await _refuse(user_id)
 
     async def settle(self, job_id: JobId, capture: int) -> Settlement:
         """Capture up to the hold, release the rest; once per job, repeats return the first."""
@@ -135,13 +144,38 @@ async def _add_available(user_id: UserId, amount: int) -> bool:
     return changed == 1
 
 
+_FREEZE = Statement(
+    "UPDATE accounts SET available = available - ?, frozen = frozen + ?"
+    " WHERE user_id = ? AND available >= ?"
+)
+_INSERT_HOLD = Statement(
+    "INSERT INTO holds (job_id, user_id, amount, settled, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+# The entry records the balance the account row has right after the freeze, read in the
+# same statement: no SELECT round trip in between.
+_APPEND_HOLD = Statement(
+    "INSERT INTO ledger_entries"
+    " (user_id, kind, amount, available_after, frozen_after, job_id, move_key, created_at)"
+    " SELECT user_id, ?, ?, available, frozen, ?, ?, ? FROM accounts WHERE user_id = ?"
+)
+
+
+async def _hold_rows(user_id: UserId, job_id: JobId, amount: int) -> bool:
+    """Freeze, the hold row and its ledger entry; False (nothing written) when the account
+    is missing or short. Run inside a transaction."""
+    if not await _freeze(user_id, amount):
+        return False
+    now = datetime.now(UTC)
+    await sql.execute(_INSERT_HOLD, job_id, user_id, amount, False, now)
+    kind = EntryKind.HOLD.value
+    await sql.execute(_APPEND_HOLD, kind, amount, job_id, hold_key(job_id), now, user_id)
+    return True
+
+
 async def _freeze(user_id: UserId, amount: int) -> bool:
     if amount == 0:  # nothing would change, and MariaDB would then count no row
         return await AccountRow.exists(user_id=user_id)
-    changed = await AccountRow.filter(user_id=user_id, available__gte=amount).update(
-        available=F("available") - amount, frozen=F("frozen") + amount
-    )
-    return changed == 1
+    return await sql.execute(_FREEZE, amount, amount, user_id, amount) == 1
 
 
 async def _settle_account(hold: HoldState, captured: int) -> Settlement:

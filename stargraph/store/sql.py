@@ -1,0 +1,61 @@
+"""Hot statements as raw SQL: written once with `?` placeholders, rendered once per dialect.
+
+Tortoise (pypika) builds a statement's text anew on every call, which costs several times
+what the database round trip does on the submit path. The statements here are plain SQL that
+SQLite, PostgreSQL and MariaDB all accept: no quoted identifiers, no RETURNING, no `%`. They
+run on Tortoise's connection, so they join the caller's `in_transaction()` and raise
+Tortoise's IntegrityError like any ORM call.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from tortoise import connections
+
+_CONNECTION = "default"
+
+
+class Statement:
+    """One SQL statement; its text for a dialect is built on first use and kept."""
+
+    __slots__ = ("_rendered", "_text")
+
+    def __init__(self, text: str) -> None:
+        if "%" in text:
+            raise ValueError("MariaDB's driver formats with %: keep it out of raw SQL")
+        self._text = " ".join(text.split())
+        self._rendered: dict[str, str] = {}
+
+    def text(self, dialect: str) -> str:
+        """The statement with the dialect's placeholders: `?`, `$1…` or `%s`."""
+        rendered = self._rendered.get(dialect)
+        if rendered is None:
+            rendered = self._rendered[dialect] = _placeholders(self._text, dialect)
+        return rendered
+
+
+def _placeholders(text: str, dialect: str) -> str:
+    if dialect == "postgres":
+        numbers = itertools.count(1)
+        return "".join(f"${next(numbers)}" if c == "?" else c for c in text)
+    if dialect == "mysql":
+        return text.replace("?", "%s")
+    return text
+
+
+async def execute(statement: Statement, *values: object) -> int:
+    """Run a write; the number of rows it changed (matched, on SQLite and PostgreSQL: keep
+    conditional UPDATEs such that every matched row changes)."""
+    client = connections.get(_CONNECTION)
+    count, _ = await client.execute_query(statement.text(client.capabilities.dialect), values)
+    return count
+
+
+async def fetch(statement: Statement, *values: object) -> Sequence[Any]:
+    """Run a SELECT; its rows, each indexable by column name."""
+    client = connections.get(_CONNECTION)
+    _, rows = await client.execute_query(statement.text(client.capabilities.dialect), values)
+    return rows
