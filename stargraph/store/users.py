@@ -38,7 +38,11 @@ def _utcnow() -> datetime:
 
 class UserService:
     """Everything about who a caller is. Tokens are random, kept as SHA-256 digests, expire
-    after `token_ttl_s` and can be revoked; passwords are argon2 hashes made off the loop."""
+    after `token_ttl_s` and can be revoked; passwords are argon2 hashes made off the loop.
+
+    A token checked in the last `token_cache_s` seconds is not looked up again: logout forgets
+    it in this process at once, other processes refuse it within `token_cache_s`.
+    """
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class UserService:
         open_registration: bool = True,
         login_guard: LoginGuard | None = None,
         clock: Clock = _utcnow,
+        token_cache_s: float = 5.0,
     ) -> None:
         self._ledger = ledger
         self._signup_points = signup_points
@@ -58,6 +63,8 @@ class UserService:
         self._open = open_registration
         self._guard = login_guard
         self._now = clock
+        self._recent = _RecentTokens()
+        self._recent_ttl = timedelta(seconds=token_cache_s)
 
     async def register(self, username: str, password: str) -> Session:
         """Self-service sign-up with the signup points; raises Forbidden when it is closed."""
@@ -110,22 +117,27 @@ class UserService:
 
     async def logout(self, token: str) -> None:
         """Revoke the token; revoking an unknown or revoked one is harmless."""
-        await TokenRow.filter(digest=token_digest(token), revoked_at=None).update(
-            revoked_at=self._now()
-        )
+        digest = token_digest(token)
+        self._recent.forget(digest)
+        await TokenRow.filter(digest=digest, revoked_at=None).update(revoked_at=self._now())
 
     async def authenticate(self, token: str) -> Principal:
         """The caller behind a live token; Unauthenticated if unknown, expired or revoked."""
+        digest, now = token_digest(token), self._now()
+        principal = self._recent.get(digest, now)
+        if principal is not None:
+            return principal
         row = (
-            await TokenRow.filter(
-                digest=token_digest(token), revoked_at=None, expires_at__gt=self._now()
-            )
+            await TokenRow.filter(digest=digest, revoked_at=None, expires_at__gt=now)
             .select_related("user")
             .first()
         )
         if row is None:
             raise Unauthenticated("the token is unknown, expired or revoked")
-        return _user(row.user).principal
+        principal = _user(row.user).principal
+        until = min(now + self._recent_ttl, aware(row.expires_at) or now)
+        self._recent.put(digest, principal, until)
+        return principal
 
     async def get(self, user_id: UserId) -> User:
         row = await UserRow.get_or_none(id=user_id)
@@ -152,6 +164,31 @@ class UserService:
             digest=token_digest(token), user_id=user_id, expires_at=self._now() + self._ttl
         )
         return token
+
+
+class _RecentTokens:
+    """Token digest → principal, each until a given time; the oldest go first when full."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._entries: dict[str, tuple[Principal, datetime]] = {}
+
+    def get(self, digest: str, now: datetime) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if now < entry[1]:
+            return entry[0]
+        del self._entries[digest]
+        return None
+
+    def put(self, digest: str, principal: Principal, until: datetime) -> None:
+        if len(self._entries) >= self._size:
+            del self._entries[next(iter(self._entries))]
+        self._entries[digest] = (principal, until)
+
+    def forget(self, digest: str) -> None:
+        self._entries.pop(digest, None)
 
 
 def _user(row: UserRow) -> User:

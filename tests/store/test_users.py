@@ -120,6 +120,22 @@ async def test_logout_revokes_only_that_token(users: UserService) -> None:
         await users.authenticate("not-a-token")
 
 
+async def test_a_revoked_token_is_refused_here_at_once_and_elsewhere_within_seconds(
+    users: UserService, clock: Clock
+) -> None:
+    token, _ = await users.register("heidi", "password1")
+    elsewhere = UserService(TortoiseLedger(), signup_points=100, token_ttl_s=3600,
+                            passwords=FAST, clock=clock, token_cache_s=5)  # fmt: skip
+    await users.authenticate(token)
+    await elsewhere.authenticate(token)  # another API process, which has seen it just now
+    await users.logout(token)
+    with pytest.raises(Unauthenticated):
+        await users.authenticate(token)
+    clock.now += timedelta(seconds=5)
+    with pytest.raises(Unauthenticated):
+        await elsewhere.authenticate(token)
+
+
 async def test_create_user_with_role_and_points(users: UserService) -> None:
     admin = await users.create_user("root", "password1", role=Role.ADMIN, points=0)
     assert admin.role is Role.ADMIN
