@@ -12,6 +12,7 @@ comes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from stargraph.domain.types import BackendId, JobId
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _RUN_TIME_WEIGHT = 0.2  # exponential moving average of measured run times
+REFILL_FIRST_S = 0.05  # the longest an ending waits for its freed slot's refill
 
 
 class BackendRejected(Exception):
@@ -178,6 +180,7 @@ class BackendPool:
         self._states = {BackendId(b): _State() for b in backends}
         self._clock = clock
         self._changed = asyncio.Event()
+        self._refills = asyncio.Event()  # set (then replaced) whenever a refill settles
 
     @property
     def backends(self) -> tuple[BackendId, ...]:
@@ -235,7 +238,30 @@ class BackendPool:
         if state is None or state.freed_at is None:
             return None
         gap, state.freed_at = self._clock() - state.freed_at, None
+        self._refill_settled()
         return gap
+
+    def nothing_to_refill(self) -> None:
+        """The queue is empty: no freed slot waits for a job any more (nor a gap to measure)."""
+        for state in self._states.values():
+            state.freed_at = None
+        self._refill_settled()
+
+    async def refill_first(self, backend: BackendId, within_s: float = REFILL_FIRST_S) -> None:
+        """Wait, at most `within_s`, while a slot freed on `backend` waits for its next job.
+
+        The ending of the job that freed it (downloads, storage, settlement) shares the
+        connections, the database and the backend with that refill; going second keeps it
+        off the slot-free → next-POST path."""
+        state = self._states.get(backend)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while state is not None and state.freed_at is not None:
+                    await self._refills.wait()
+
+    def _refill_settled(self) -> None:
+        self._refills.set()
+        self._refills = asyncio.Event()
 
     def note_checkpoint(self, backend: BackendId, checkpoint: str) -> None:
         self._states[backend].last_checkpoint = checkpoint

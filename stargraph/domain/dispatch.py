@@ -158,6 +158,7 @@ class Dispatcher:
             return
         claim = await self._claim()
         if claim is None:
+            self._pool.nothing_to_refill()
             await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
             return
         ticket = await self._take(claim)

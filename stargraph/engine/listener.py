@@ -300,6 +300,7 @@ class Listener:
 
     async def _finish(self, job: Job, outcome: Change) -> None:
         try:
+            await self._pool.refill_first(self.backend)
             await self._finisher.end(job, self.backend, outcome)  # type: ignore[arg-type]
         finally:
             self._ending.discard(job.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from stargraph.domain.backends import BackendPool
 from stargraph.domain.types import BackendId
 
@@ -26,3 +28,43 @@ async def test_no_gap_when_the_backend_was_not_full() -> None:
     pool.set_inflight(B, 1)
     pool.set_inflight(B, 0)
     assert pool.take_refill_gap(B) is None
+
+
+async def test_an_empty_queue_ends_the_wait_so_idle_time_is_not_counted_as_a_gap() -> None:
+    now = [0.0]
+    pool = BackendPool([B], max_inflight=1, clock=lambda: now[0])
+    pool.set_inflight(B, 1)
+    pool.set_inflight(B, 0)
+    pool.nothing_to_refill()  # the dispatcher found the queue empty
+    now[0] = 60.0
+    assert pool.take_refill_gap(B) is None  # the next job's send a minute later is no gap
+
+
+async def test_an_ending_waits_for_its_freed_slot_to_be_refilled_first() -> None:
+    pool = BackendPool([B], max_inflight=1)
+    pool.set_inflight(B, 1)
+    pool.set_inflight(B, 0)  # a slot frees on a full backend
+    ending = asyncio.create_task(pool.refill_first(B, within_s=30))
+    await asyncio.sleep(0.01)
+    assert not ending.done()  # waits while the slot is not refilled
+
+    assert pool.take_refill_gap(B) is not None  # the dispatcher sends the next job
+    await asyncio.wait_for(ending, 1)
+
+
+async def test_an_ending_does_not_wait_when_no_refill_is_coming() -> None:
+    pool = BackendPool([B], max_inflight=2)
+    pool.set_inflight(B, 1)
+    pool.set_inflight(B, 0)  # the backend was not full: nothing to refill
+    await asyncio.wait_for(pool.refill_first(B, within_s=30), 1)
+
+    pool.set_inflight(B, 2)
+    pool.set_inflight(B, 1)
+    ending = asyncio.create_task(pool.refill_first(B, within_s=30))
+    await asyncio.sleep(0.01)
+    pool.nothing_to_refill()  # the queue is empty
+    await asyncio.wait_for(ending, 1)
+    # and when no dispatcher answers at all, the wait is bounded
+    pool.set_inflight(B, 2)
+    pool.set_inflight(B, 1)
+    await asyncio.wait_for(pool.refill_first(B, within_s=0.01), 1)
