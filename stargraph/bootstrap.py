@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,8 @@ from stargraph.store.users import UserService
 from stargraph.worker import Engine, EngineConfig, EnginePorts, build_engine, run_worker
 
 log = logging.getLogger("stargraph")
+
+_PROBES_AT_ONCE = 16
 
 Check = Callable[[], Awaitable[None]]
 
@@ -201,20 +203,14 @@ async def _translator(
     )
 
 
-async def _refresh_capabilities(
-    stack: AsyncExitStack, engine: Engine, gateway: ComfyGateway
+def _in_background(
+    stack: AsyncExitStack,
+    name: str,
+    work: Callable[[asyncio.Event], Coroutine[object, object, None]],
 ) -> None:
-    """Keep the offer fresh in a process whose worker does not run (its listeners would)."""
+    """Run `work(stop)` as a task until the services close."""
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        engine.capabilities.run(
-            engine.config.backends,
-            gateway.capabilities,
-            stop,
-            engine.config.capabilities_refresh_s,
-        ),
-        name="stargraph-capabilities",
-    )
+    task = asyncio.create_task(work(stop), name=name)
 
     async def finish() -> None:
         stop.set()
@@ -223,6 +219,16 @@ async def _refresh_capabilities(
             await task
 
     stack.push_async_callback(finish)
+
+
+def _follow_capabilities(stack: AsyncExitStack, engine: Engine) -> None:
+    """Keep the offer fresh in a process whose worker does not run: read what the workers
+    learn from the backends (their listeners ask each backend on connecting)."""
+    _in_background(
+        stack,
+        "stargraph-capabilities",
+        lambda stop: engine.capabilities.follow_board(engine.config.backends, stop),
+    )
 
 
 async def build_services(
@@ -293,7 +299,7 @@ async def _engine(
     )
     engine = build_engine(config, ports, refill_gap=metrics.dispatch_gap.observe)
     if not worker:
-        await _refresh_capabilities(stack, engine, gateway)
+        _follow_capabilities(stack, engine)
     if not simulated:
         await _say_where_backends_are(engine, gateway)
     return engine
@@ -365,19 +371,25 @@ async def _build(
 
 
 async def _say_where_backends_are(engine: Engine, gateway: ComfyGateway) -> None:
-    """One log line when no ComfyUI answers: the service runs, and jobs wait for one."""
+    """One log line when no ComfyUI answers: the service runs, and jobs wait for one. Asks
+    a few backends at a time and stops at the first answer."""
     backends = engine.config.backends
     if not backends:
         log.warning("no ComfyUI configured (STARGRAPH_COMFYUI_URLS); jobs wait in the queue")
         return
-    answers = await asyncio.gather(
-        *(gateway.capabilities(b) for b in backends), return_exceptions=True
-    )
-    if all(isinstance(a, BaseException) for a in answers):
-        log.warning(
-            "no ComfyUI reachable at %s; the service runs and jobs wait until one answers",
-            ", ".join(backends),
+    for start in range(0, len(backends), _PROBES_AT_ONCE):
+        answers = await asyncio.gather(
+            *(gateway.capabilities(b) for b in backends[start : start + _PROBES_AT_ONCE]),
+            return_exceptions=True,
         )
+        if not all(isinstance(a, BaseException) for a in answers):
+            return
+    named = ", ".join(backends[:3]) + (
+        f" and {len(backends) - 3} more" if len(backends) > 3 else ""
+    )
+    log.warning(
+        "no ComfyUI reachable at %s; the service runs and jobs wait until one answers", named
+    )
 
 
 def _users(settings: Settings, ledger: TortoiseLedger, limiter: RateLimiter) -> UserService:

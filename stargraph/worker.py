@@ -29,10 +29,11 @@ from stargraph.domain.jobs import JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import BackendId
 from stargraph.engine.board import BackendBoard
-from stargraph.engine.capabilities import CapabilitiesBook
+from stargraph.engine.capabilities import CapabilitiesBoard, CapabilitiesBook
 from stargraph.engine.control import ComfyEngineControl
 from stargraph.engine.gateway import EngineSocket
 from stargraph.engine.listener import Listener
+from stargraph.engine.progress_rows import ProgressRows
 from stargraph.engine.reconcile import ReconcilePolicy, Reconciler
 from stargraph.engine.results import Finisher
 from stargraph.engine.slots import RedisSlotBook
@@ -58,6 +59,7 @@ class EngineConfig:
     fallback: Capabilities = field(default_factory=lambda: Capabilities((), (), ()))
     housekeeping_s: float = 2.0  # leases, queue repair, slot repair
     listener_tick_s: float = 5.0  # full reconciliation and timeouts per backend
+    progress_write_s: float = 1.0  # how far the job rows' progress may lag behind the events
     post_grace_s: float | None = None  # None: lease_s
     capabilities_refresh_s: float = 60.0
 
@@ -105,6 +107,7 @@ class Engine:
     listeners: list[Listener]
     sweeper: Sweeper
     gateway: EngineGateway
+    progress: ProgressRows
 
     def backends(self) -> list[BackendStatus]:
         """Health, in-flight count, last error and mean run time of every backend."""
@@ -119,7 +122,9 @@ def build_engine(
 ) -> Engine:
     pool = BackendPool(config.backends, config.max_inflight)
     slots = RedisSlotBook(ports.redis, config.redis_prefix)
-    book = capabilities or CapabilitiesBook(config.fallback)
+    book = capabilities or CapabilitiesBook(
+        config.fallback, CapabilitiesBoard(ports.redis, config.redis_prefix)
+    )
     finisher = Finisher(
         jobs=ports.jobs,
         images=ports.images,
@@ -130,8 +135,9 @@ def build_engine(
         price_per_image=config.price_per_image,
     )
     client_ids = {b: f"stargraph-{uuid.uuid4().hex[:16]}" for b in config.backends}
-    listeners = [_listener(config, ports, b, client_ids[b], finisher, slots, pool, book)
-                 for b in config.backends]  # fmt: skip
+    progress = ProgressRows(ports.jobs, config.progress_write_s)
+    parts = _ListenerParts(finisher, slots, pool, book, progress)
+    listeners = [_listener(config, ports, b, client_ids[b], parts) for b in config.backends]
     by_backend = {listener.backend: listener for listener in listeners}
     dispatcher = Dispatcher(
         queue=ports.queue,
@@ -157,8 +163,29 @@ def build_engine(
     )
     control = ComfyEngineControl(ports.gateway, slots)
     return Engine(
-        config, pool, slots, board, book, control, dispatcher, listeners, sweeper, ports.gateway
+        config,
+        pool,
+        slots,
+        board,
+        book,
+        control,
+        dispatcher,
+        listeners,
+        sweeper,
+        ports.gateway,
+        progress,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _ListenerParts:
+    """What every listener of the worker shares."""
+
+    finisher: Finisher
+    slots: RedisSlotBook
+    pool: BackendPool
+    book: CapabilitiesBook
+    progress: ProgressRows
 
 
 def _listener(
@@ -166,11 +193,9 @@ def _listener(
     ports: EnginePorts,
     backend: BackendId,
     client_id: str,
-    finisher: Finisher,
-    slots: RedisSlotBook,
-    pool: BackendPool,
-    book: CapabilitiesBook,
+    parts: _ListenerParts,
 ) -> Listener:
+    finisher, slots, book = parts.finisher, parts.slots, parts.book
     reconciler = Reconciler(
         backend=backend,
         engine=ports.gateway,
@@ -197,7 +222,8 @@ def _listener(
         finisher=finisher,
         reconciler=reconciler,
         slots=slots,
-        pool=pool,
+        pool=parts.pool,
+        progress=parts.progress,
         on_connect=refresh_capabilities,
         housekeeping_s=config.listener_tick_s,
     )
@@ -210,16 +236,18 @@ async def run_worker(engine: Engine, stop: asyncio.Event) -> None:
         log.warning("no ComfyUI backends configured (STARGRAPH_COMFYUI_URLS): jobs will wait")
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(engine.sweeper.run(stop))
+        tasks.create_task(engine.progress.run(stop))
         tasks.create_task(_follow_releases(engine, stop))
         for listener in engine.listeners:
             tasks.create_task(listener.run(stop))
         tasks.create_task(engine.dispatcher.run(stop))
-        tasks.create_task(  # each listener also asks its backend on every (re)connect
+        tasks.create_task(  # each listener asks its backend on every (re)connect
             engine.capabilities.run(
                 engine.config.backends,
                 engine.gateway.capabilities,
                 stop,
                 engine.config.capabilities_refresh_s,
+                at_once=False,
             )
         )
     log.info("worker stopped")

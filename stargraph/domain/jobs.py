@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -191,6 +192,10 @@ class JobStore(Protocol):
         ...
 
     async def record_progress(self, job_id: JobId, step: int, max_steps: int) -> None: ...
+
+    async def record_progress_many(self, progress: Mapping[JobId, tuple[int, int]]) -> None:
+        """The engine's progress of many jobs (id → step, max steps), in one write."""
+        ...
 
     async def set_priority(self, job_id: JobId, priority: Priority, front: bool) -> Job | None:
         """Change a QUEUED job's priority; None if it is no longer QUEUED."""

@@ -3,10 +3,10 @@
 The reader only decides (pure `progress.apply`) and frees a slot the moment ComfyUI says a
 prompt is over, before anything is fetched or written, so the dispatcher can fill it at
 once. Writes and events go through one ordered effects queue (a job's progress events
-always come before its ending); progress rows are written at most every
-`PROGRESS_WRITE_S` per job, and skipped while a newer step waits behind them, so a slow
-database delays rows, never the socket. Each ending (download images, store, settle) runs
-in a task of its own.
+always come before its ending). A job's progress row serves only snapshots: its newest step
+goes to the worker's `ProgressRows`, which writes every job's in one statement a tick, so a
+slow database delays rows, never the socket or the events. Each ending (download images,
+store, settle) runs in a task of its own.
 
 On every (re)connect it reconciles the backend's in-flight jobs (messages were lost); on a
 `status` broadcast it re-checks the jobs inside the backend whose messages do not reach it
@@ -42,13 +42,13 @@ from stargraph.domain.progress import (
 from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.gateway import EngineSocket
 from stargraph.engine.previews import preview_data_url
+from stargraph.engine.progress_rows import ProgressRows
 from stargraph.engine.reconcile import Reconciler
 from stargraph.engine.results import Finisher
 
 log = logging.getLogger(__name__)
 
 _FORGET_UNKNOWN = 256  # prompt ids not ours, remembered so they cost one lookup only
-PROGRESS_WRITE_S = 0.25  # the job row's progress may lag this much behind the events
 
 
 def _now() -> datetime:
@@ -58,7 +58,7 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = ("follow", "heard_at", "job", "last_step", "started", "written_at")
+    __slots__ = ("follow", "heard_at", "job", "last_step", "started")
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -66,7 +66,6 @@ class _Live:
         self.heard_at = time.monotonic()  # the last message about it (or when it was sent)
         self.started: float | None = None
         self.last_step = 0  # the newest step handed to the effects queue
-        self.written_at = 0.0  # when its progress was last written to the row
 
 
 class Listener:
@@ -83,6 +82,7 @@ class Listener:
         reconciler: Reconciler,
         slots: SlotBook,
         pool: BackendPool,
+        progress: ProgressRows,
         on_connect: Callable[[BackendId], Awaitable[None]] | None = None,
         housekeeping_s: float = 5.0,
         clock: Callable[[], datetime] = _now,
@@ -97,6 +97,7 @@ class Listener:
         self._reconciler = reconciler
         self._slots = slots
         self._pool = pool
+        self._progress = progress
         self._on_connect = on_connect
         self._housekeeping_s = housekeeping_s
         self._clock = clock
@@ -251,11 +252,8 @@ class Listener:
                 self._spawn(self._finish(job, change))
 
     async def _stepped(self, live: _Live, step: int, max_steps: int) -> None:
-        now = time.monotonic()
-        newest = step == live.last_step
-        if newest and (step == max_steps or now - live.written_at >= PROGRESS_WRITE_S):
-            live.written_at = now
-            await self._jobs.record_progress(live.job.id, step, max_steps)
+        if step == live.last_step and live.job.id in self._live:  # newest, and still inside
+            self._progress.note(live.job.id, step, max_steps)
         await self._events.publish(
             JobProgress(
                 job_id=live.job.id,
@@ -285,6 +283,7 @@ class Listener:
         """ComfyUI is done with the job: its slot is free now (the ending follows)."""
         job = live.job
         self._live.pop(job.id, None)
+        self._progress.forget(job.id)
         if self._running == job.id:
             self._running = None
         if live.started is not None:
@@ -316,6 +315,7 @@ class Listener:
         gone = (expected - report.in_flight - self._ending) | report.ended | report.requeued
         for job_id in gone:
             self._live.pop(job_id, None)
+            self._progress.forget(job_id)
         self._watch_silence()
 
     async def _recheck_foreign(self) -> None:

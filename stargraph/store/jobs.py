@@ -3,11 +3,12 @@ and settlement in the same transaction as the terminal status."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import Case, F, When
 from tortoise.transactions import in_transaction
 
 from stargraph.domain.jobs import (
@@ -127,8 +128,17 @@ class TortoiseJobStore:
         )
 
     async def record_progress(self, job_id: JobId, step: int, max_steps: int) -> None:
-        await JobRow.filter(id=job_id, status__in=[s.value for s in IN_ENGINE]).update(
-            progress_step=step, progress_max=max_steps
+        await self.record_progress_many({job_id: (step, max_steps)})
+
+    async def record_progress_many(self, progress: Mapping[JobId, tuple[int, int]]) -> None:
+        """`record_progress` for many jobs (job id → step, max steps) in one statement."""
+        if not progress:
+            return
+        steps = [When(id=job_id, then=step) for job_id, (step, _) in progress.items()]
+        maxes = [When(id=job_id, then=most) for job_id, (_, most) in progress.items()]
+        await JobRow.filter(id__in=list(progress), status__in=[s.value for s in IN_ENGINE]).update(
+            progress_step=Case(*steps, default=F("progress_step")),
+            progress_max=Case(*maxes, default=F("progress_max")),
         )
 
     async def set_priority(self, job_id: JobId, priority: Priority, front: bool) -> Job | None:

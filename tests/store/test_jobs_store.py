@@ -266,6 +266,19 @@ async def test_progress_is_recorded_only_in_the_engine(store: TortoiseJobStore) 
     assert r is not None and (r.progress_step, r.progress_max) == (7, 20)
 
 
+async def test_many_jobs_progress_is_recorded_in_one_call(store: TortoiseJobStore) -> None:
+    user = await make_user(100)
+    waiting = await queued_job(store, user)
+    first, second = await in_engine(store, user), await in_engine(store, user, running=False)
+    untouched = await in_engine(store, user)
+    await store.record_progress(untouched.id, 3, 30)
+    await store.record_progress_many({waiting.id: (1, 20), first.id: (7, 20), second.id: (2, 9)})
+    found = {j.id: (j.progress_step, j.progress_max) for j in await store.in_engine()}
+    assert found == {first.id: (7, 20), second.id: (2, 9), untouched.id: (3, 30)}
+    w = await store.get(waiting.id)
+    assert w is not None and w.progress_step is None
+
+
 async def test_set_priority_changes_only_waiting_jobs(store: TortoiseJobStore) -> None:
     user = await make_user(100)
     job = await queued_job(store, user)
