@@ -1,9 +1,11 @@
 """The dispatcher: a free slot and a waiting job meet, and the job goes to a backend.
 
-One step (`dispatch_once`): wait for a free slot (pool signal) → claim the best waiting job
-with a lease (or wait for work: queue signal) → reserve a slot on the best backend for its
-checkpoint (shared SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST with
-prompt id = job id and client id = that backend's listener → confirm the slot and ack.
+One step: wait for a free slot (pool signal) → claim the best waiting job with a lease (or
+wait for work: queue signal) → reserve a slot on the best backend for its checkpoint (shared
+SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST with prompt id = job id and client
+id = that backend's listener → confirm the slot and ack. While every slot is busy the next
+job is read ahead, so a freed slot costs two Redis scripts and one UPDATE before its POST;
+and the ending of the job that freed it waits for that POST (`BackendPool.refill_first`).
 
 Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
 job that never reached the backend is found by reconciliation (neither in the backend's
@@ -166,19 +168,6 @@ class Dispatcher:
             before = self._last_send.get(ticket.backend)
             task = sends.create_task(self._deliver_in_turn(ticket, before))
             self._last_send[ticket.backend] = task
-
-    async def dispatch_once(self) -> bool:
-        """One step: wait for a slot, then dispatch one job if any waits (else wait for work).
-        True when a job was taken from the queue."""
-        await self._pool.wait_for_slot()
-        claim = await self._claim()
-        if claim is None:
-            await self._queue.wait_for_work(self._policy.idle_wait_s)
-            return False
-        ticket = await self._take(claim)
-        if ticket is not None:
-            await self._deliver(ticket)
-        return True
 
     async def _claim(self) -> Claim | None:
         hint = self._pool.candidates(None)
