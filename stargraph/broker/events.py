@@ -1,8 +1,9 @@
 """RedisEventBus: each user's job events in a capped Redis stream, fanned out to every process.
 
 `publish` runs one Lua script: XADD to the user's stream, then PUBLISH
-`<user id> <stream id> <json>` on one channel. The stream id is the event's cursor; both steps
-happen at once, so the cursor order is the delivery order in every process.
+`<user id> <stream id> <json>` on one channel (and, when asked, the queue-moved tick). The
+stream id is the event's cursor; both steps happen at once, so the cursor order is the
+delivery order in every process.
 
 Each process runs ONE listener: a pub/sub connection on that channel (and on the queue-moved
 channel). It decodes an event once, only when a local follower of its user exists, and offers
@@ -124,13 +125,14 @@ class RedisEventBus:
 
     # -- publishing (any process) --------------------------------------------------------
 
-    async def publish(self, event: JobEvent) -> str:
-        """Append the event to its user's stream and fan it out; returns its cursor."""
+    async def publish(self, event: JobEvent, *, queue_moved: bool = False) -> str:
+        """Append the event to its user's stream and fan it out; returns its cursor. With
+        `queue_moved`, the same round trip does what `queue_moved()` does."""
         payload = json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":"))
-        cursor = await self._publish(
-            keys=[self._names.stream(event.user_id)],
-            args=[self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id],
-        )
+        args = [self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id]
+        if queue_moved:
+            args.append(self._names.ticks)
+        cursor = await self._publish(keys=[self._names.stream(event.user_id)], args=args)
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 
     async def queue_moved(self) -> None:

@@ -158,8 +158,9 @@ class EventBus(Protocol):
     when they fall too far behind, and `BadUserInput` (field "after") for a malformed cursor.
     """
 
-    async def publish(self, event: JobEvent) -> str:
-        """Append the event to its user's stream and fan it out; returns its cursor."""
+    async def publish(self, event: JobEvent, *, queue_moved: bool = False) -> str:
+        """Append the event to its user's stream and fan it out; returns its cursor. With
+        `queue_moved`, also `queue_moved()`, in the same step."""
         ...
 
     async def queue_moved(self) -> None:
@@ -202,6 +203,6 @@ async def announce_queued(events: EventBus, job: Job, at: datetime, position: in
             at=at,
             status=JobStatus.QUEUED,
             position=position,
-        )
+        ),
+        queue_moved=True,
     )
-    await events.queue_moved()

@@ -318,6 +318,21 @@ async def test_followers_of_the_queue_get_a_tick_with_their_last_cursor(
     await follower.aclose()
 
 
+async def test_an_event_published_with_a_queue_move_reaches_followers_with_its_tick(
+    bus: RedisEventBus,
+) -> None:
+    follower = bus.follow_user_and_queue(ALICE, after=await bus.last_cursor(ALICE))
+    cursor = await bus.publish(progress(ALICE, 0), queue_moved=True)
+
+    async with asyncio.timeout(20):
+        event, tick = await anext(follower), await anext(follower)
+
+    assert event.cursor == cursor
+    assert isinstance(tick, QueueMoved)
+    assert tick.cursor == cursor
+    await follower.aclose()
+
+
 async def test_a_bad_cursor_is_bad_user_input(bus: RedisEventBus) -> None:
     with pytest.raises(BadUserInput) as error:
         await anext(bus.follow_user(ALICE, after="not-a-cursor"))
