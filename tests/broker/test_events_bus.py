@@ -322,8 +322,10 @@ async def test_an_event_published_with_a_queue_move_reaches_followers_with_its_t
     bus: RedisEventBus,
 ) -> None:
     follower = bus.follow_user_and_queue(ALICE, after=await bus.last_cursor(ALICE))
-    cursor = await bus.publish(progress(ALICE, 0), queue_moved=True)
+    await bus.publish(progress(ALICE, 0))
+    await anext(follower)  # following live from here on
 
+    cursor = await bus.publish(progress(ALICE, 1), queue_moved=True)
     async with asyncio.timeout(20):
         event, tick = await anext(follower), await anext(follower)
 
@@ -388,3 +390,30 @@ async def test_a_closed_follower_is_gone_at_once(bus: RedisEventBus) -> None:
     await follower.aclose()
 
     assert bus.subscriber_count == 0
+
+
+async def test_many_concurrent_publishers_all_land_in_the_order_they_called(
+    bus: RedisEventBus,
+) -> None:
+    follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
+    # more publishers at once than a client has connections, as a worker's listeners are
+    cursors = await asyncio.gather(*(bus.publish(progress(ALICE, step)) for step in range(500)))
+
+    got = await take(follower, 500)
+
+    assert [e.step for e in got] == list(range(500))  # type: ignore[attr-defined]
+    assert [e.cursor for e in got] == list(cursors)
+    await follower.aclose()
+
+
+async def test_publishing_goes_on_after_redis_forgot_its_scripts(
+    bus: RedisEventBus, any_redis: Redis
+) -> None:
+    follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
+    await bus.publish(progress(ALICE, 0))
+    await any_redis.script_flush()  # what a restart without persistence does
+
+    await asyncio.gather(*(bus.publish(progress(ALICE, step)) for step in (1, 2, 3)))
+
+    assert [e.step for e in await take(follower, 4)] == [0, 1, 2, 3]  # type: ignore[attr-defined]
+    await follower.aclose()
