@@ -14,6 +14,10 @@ document with new variables each time:
   server on 127.0.0.1:6379 when it listens, else in-process): authentication, validation,
   the hold and the job row in one transaction, the fair queue's Lua script, the event.
 
+With `--ceiling`, a third kind runs too: `stargraph api` whose submit validates and renders
+the job but skips the database and Redis (`submit without I/O`). It shows how far any work on
+the submit path itself can go: the rest is HTTP, the middleware and the schema.
+
 Printed: submissions/s, p50/p99 latency, the server's CPU (cores), and StarGraph ÷ bare.
 Target: StarGraph at 50 % or more of the bare figure. `--profile DIR` records the StarGraph
 server with py-spy (collapsed stacks, `DIR/<database>.txt`) during the measured window.
@@ -32,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import strawberry
+
+from stargraph.domain.params import SubmitRequest
+from stargraph.domain.types import Principal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -161,6 +168,22 @@ def serve_bare(port: int) -> None:
                 access_log=False)  # fmt: skip
 
 
+def serve_without_io(port: int) -> None:
+    """`stargraph api` whose submit use case does everything but the database and Redis."""
+    from stargraph import cli
+    from stargraph.domain import submit
+
+    async def submit_without_io(
+        self: submit.Submitter, principal: Principal, request: SubmitRequest
+    ) -> submit.Submitted:
+        params = self._validate(principal, request)
+        job = await self._prepare(principal, params, request.idempotency_key)
+        return submit.Submitted(job, 1)
+
+    submit.Submitter.submit = submit_without_io  # type: ignore[method-assign]
+    cli.main(["api", "--port", str(port)])
+
+
 # ---- runs --------------------------------------------------------------------------------------
 
 
@@ -176,8 +199,11 @@ async def run_bare(procs: Processes, args: argparse.Namespace) -> Figures:
     return figures
 
 
-async def run_stargraph(procs: Processes, args: argparse.Namespace, spec: str) -> Figures:
-    async with fresh_database(spec, procs.workdir) as db:
+async def run_stargraph(
+    procs: Processes, args: argparse.Namespace, spec: str, *, io: bool = True
+) -> Figures:
+    workdir = procs.workdir if io else procs.workdir / "without-io"  # a SQLite file of its own
+    async with fresh_database(spec, workdir) as db:
         tokens = await prepare_database(db, args.clients, points=10**8)
         port = free_port()
         env = stargraph_env(
@@ -186,12 +212,18 @@ async def run_stargraph(procs: Processes, args: argparse.Namespace, spec: str) -
             submits_per_minute=10**9, max_queued_per_user=10**9, graphiql="false",
             storage_dir=procs.workdir / "images",
         )  # fmt: skip
-        api = await procs.stargraph(f"api-{spec[:8]}", ["api", "--port", str(port)], env)
+        if io:
+            name = f"StarGraph, {database_label(db)}"
+            api = await procs.stargraph(f"api-{spec[:8]}", ["api", "--port", str(port)], env)
+        else:
+            name = "StarGraph, submit without I/O"
+            command = [sys.executable, __file__, "--serve-without-io", str(port)]
+            api = await procs.start("api-without-io", command, env)
         url = f"http://127.0.0.1:{port}"
         await wait_until_up(f"{url}/healthz", api)
-        profile = _profile(api.pid, args, database_label(db))
-        figures = await load(f"StarGraph, {database_label(db)}", url, list(tokens[:-1]),
-                             ProcessClock(api.pid), args.warmup, args.duration)  # fmt: skip
+        profile = _profile(api.pid, args, database_label(db)) if io else None
+        figures = await load(name, url, list(tokens[:-1]), ProcessClock(api.pid), args.warmup,
+                             args.duration)  # fmt: skip
         if profile is not None:
             await profile
         await procs.stop(api)
@@ -212,7 +244,7 @@ def _profile(pid: int, args: argparse.Namespace, label: str) -> asyncio.Task[Non
         await asyncio.sleep(args.warmup)
         proc = await asyncio.create_subprocess_exec(
             spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)),
-            "--rate", "250", "--format", "raw", "--nonblocking", "-o", str(out),
+            "--rate", "250", "--format", "raw", "-o", str(out),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         await proc.wait()
@@ -240,6 +272,8 @@ async def main(args: argparse.Namespace) -> None:
         async with Processes(Path(tmp)) as procs:
             bare = await run_bare(procs, args)
             runs = [await run_stargraph(procs, args, spec) for spec in args.database]
+            if args.ceiling:
+                runs.append(await run_stargraph(procs, args, "sqlite", io=False))
     print(report(args, bare, runs))
 
 
@@ -252,7 +286,11 @@ def parse_args() -> argparse.Namespace:
                         help="also run on this database server, e.g. postgres://"
                         "postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
     parser.add_argument("--profile", metavar="DIR", help="py-spy the StarGraph server")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also run StarGraph with a submit that skips the database and "
+                        "Redis")  # fmt: skip
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-without-io", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.database = ["sqlite", *args.database_url]
     return args
@@ -262,5 +300,7 @@ if __name__ == "__main__":
     arguments = parse_args()
     if arguments.serve_bare:
         serve_bare(arguments.serve_bare)
+    elif arguments.serve_without_io:
+        serve_without_io(arguments.serve_without_io)
     else:
         run(main(arguments))
