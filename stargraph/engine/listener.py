@@ -252,7 +252,9 @@ class Listener:
                 self._spawn(self._finish(job, change))
 
     async def _stepped(self, live: _Live, step: int, max_steps: int) -> None:
-        if step == live.last_step and live.job.id in self._live:  # newest, and still inside
+        if step == max_steps:  # the row of an ended job shows its last step
+            await self._progress.write_now(live.job.id, step, max_steps)
+        elif step == live.last_step:  # the newest: an older one waiting here is not written
             self._progress.note(live.job.id, step, max_steps)
         await self._events.publish(
             JobProgress(

@@ -3,7 +3,9 @@
 The row's progress serves only snapshots (a subscriber who joins a running job, the job
 query); the live steps travel as events. So the newest step of each job is kept here and
 written for all jobs at once every `interval_s`: one statement per tick however many jobs
-run, instead of one per progress event.
+run, instead of one per progress event. A job's last step is written at once (with whatever
+else waits), so an ended job's row shows it; writes never overlap, so an older step cannot
+land after a newer one.
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ class ProgressRows:
         self._jobs = jobs
         self._interval_s = interval_s
         self._pending: dict[JobId, tuple[int, int]] = {}
+        self._writing = asyncio.Lock()
 
     def note(self, job_id: JobId, step: int, max_steps: int) -> None:
         """The job reached `step`; written with the next tick."""
         self._pending[job_id] = (step, max_steps)
+
+    async def write_now(self, job_id: JobId, step: int, max_steps: int) -> None:
+        """The job reached `step`: write it (and every other step waiting) now."""
+        self._pending[job_id] = (step, max_steps)
+        await self.flush()
 
     def forget(self, job_id: JobId) -> None:
         """The job left the backend: a step not yet written no longer matters."""
@@ -40,10 +48,11 @@ class ProgressRows:
             await self.flush()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        try:
-            await self._jobs.record_progress_many(batch)
-        except Exception:
-            log.exception("could not write the progress of %d job(s)", len(batch))
-            for job_id, progress in batch.items():  # again next tick, unless a newer step came
-                self._pending.setdefault(job_id, progress)
+        async with self._writing:
+            batch, self._pending = self._pending, {}
+            try:
+                await self._jobs.record_progress_many(batch)
+            except Exception:
+                log.exception("could not write the progress of %d job(s)", len(batch))
+                for job_id, progress in batch.items():  # next time, unless a newer step came
+                    self._pending.setdefault(job_id, progress)
