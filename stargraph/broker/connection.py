@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fakeredis
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+
+MAX_CONNECTIONS = 100  # per client (one process has two: commands and pub/sub)
 
 _IN_PROCESS_SERVERS: dict[str, fakeredis.FakeServer] = {}
 
@@ -22,6 +24,14 @@ def connect_redis(url: str | None, *, blocking: bool = False) -> Redis:
         )
         return Redis(connection_pool=pool, decode_responses=False)
     timeout = None if blocking else 10.0
-    return Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=5.0, health_check_interval=15
+    # A burst of more concurrent commands than connections (a worker's thousand listeners
+    # publishing at once) waits for a free connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=10.0,
+        socket_timeout=timeout,
+        socket_connect_timeout=5.0,
+        health_check_interval=15,
     )
+    return Redis.from_pool(pool)

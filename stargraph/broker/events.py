@@ -33,6 +33,7 @@ from typing import Self
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
@@ -66,6 +67,67 @@ def _decode(payload: bytes, cursor: str) -> JobEvent | None:
     except (ValueError, KeyError, TypeError):
         _log.warning("skipping an undecodable event at cursor %s", cursor)
         return None
+
+
+class _Pipelined:
+    """Calls of one script: those made while a pipeline is in flight go together, in order,
+    in the next one. A worker's thousand listeners publishing at once then cost a few round
+    trips and one connection, not a thousand of each."""
+
+    def __init__(self, redis: Redis, source: str) -> None:
+        self._redis = redis
+        self._source = source
+        self._sha = redis.register_script(source).sha
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[_Call] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, keys: list[str], args: list[object]) -> object:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests): nothing of the old one holds
+            self._loop, self._pending, self._task = loop, [], None
+        answer: asyncio.Future[object] = loop.create_future()
+        self._pending.append((keys, args, answer))
+        if self._task is None:
+            self._task = loop.create_task(self._run(), name="stargraph-event-publisher")
+        return await answer
+
+    async def _run(self) -> None:
+        batch: list[_Call] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._send(batch)
+        finally:
+            self._task = None
+            for _, _, answer in (*batch, *self._pending):
+                answer.cancel()  # only those still waiting: cancelled with the publisher
+            self._pending = []
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            results = await self._execute(batch)
+            if any(isinstance(r, NoScriptError) for r in results):  # Redis lost its scripts
+                await self._redis.script_load(self._source)
+                results = await self._execute(batch)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        for (_, _, answer), result in zip(batch, results, strict=True):
+            if answer.done():
+                continue
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+
+    async def _execute(self, batch: list[_Call]) -> list[object]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[arg-type]
+            return list(await pipe.execute(raise_on_error=False))
+
+
+_Call = tuple[list[str], list[object], "asyncio.Future[object]"]
 
 
 class _Names:
@@ -113,7 +175,7 @@ class RedisEventBus:
         # Many followers start (or resync after a reconnect) at once; their stream reads
         # queue here instead of exhausting the client's connection pool.
         self._reads = asyncio.Semaphore(max_concurrent_reads)
-        self._publish = redis.register_script(_PUBLISH_LUA)
+        self._publish = _Pipelined(redis, _PUBLISH_LUA)
         self._registry = Registry()
         self._ticker = Coalescer(tick_interval_s, self._tick)
         self._pubsub: PubSub | None = None
@@ -132,7 +194,7 @@ class RedisEventBus:
         args = [self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id]
         if queue_moved:
             args.append(self._names.ticks)
-        cursor = await self._publish(keys=[self._names.stream(event.user_id)], args=args)
+        cursor = await self._publish([self._names.stream(event.user_id)], args)
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 
     async def queue_moved(self) -> None:
