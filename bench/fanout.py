@@ -14,8 +14,10 @@ Four kinds of process, all on loopback, with one Redis (needed: 127.0.0.1:6379):
 
 Once every job is running, a window of `--window` seconds is measured: latency from the
 simulator's progress message to the subscriber (p50/p99/max), deliveries per second, the API
-process's CPU (cores) and memory (RSS now, and its peak). Targets at 1 000 users: p99 ≤ 50 ms,
-RSS ≤ 250 MB.
+process's CPU (cores, and ms per delivery: the figure that carries over to a machine where the
+API has a core of its own) and memory (RSS now, and its peak). Targets at 1 000 users:
+p99 ≤ 50 ms, RSS ≤ 250 MB. `--profile DIR` records the API and the worker with py-spy
+during the window (`pip install py-spy`; not a project dependency).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -67,6 +70,7 @@ FOLLOW = {
 STREAM = {"job": "jobEvents(jobId)", "user": "myJobEvents"}
 BACKENDS = "query { backends { healthy } }"
 MAX_STEPS = 100  # the API's limit
+GRACE_S = 3.0  # after the window, how long a late delivery still counts (as late, not lost)
 
 
 # ---- the simulators' process -------------------------------------------------------------------
@@ -235,13 +239,43 @@ async def measure(args: argparse.Namespace, pids: dict[str, int], followers: lis
     clocks = {name: ProcessClock(pid) for name, pid in pids.items()}
     for each in clocks.values():
         each.start()
+    profile = _profile(pids, args)
     start = time.monotonic()
     await asyncio.sleep(args.window)
     end = time.monotonic()
+    if profile is not None:
+        await profile
+    await asyncio.sleep(GRACE_S)  # what was sent in the window and is still on its way
     cores = {name: each.cores_used() for name, each in clocks.items()}
     async with httpx.AsyncClient(timeout=60) as http:
         emitted = (await http.get(f"{sims_url}/records")).json()
     return _result(args, followers, emitted, (start, end), cores, clocks["API"])
+
+
+def _profile(pids: dict[str, int], args: argparse.Namespace) -> asyncio.Task[None] | None:
+    """py-spy the API and the worker during the window (collapsed stacks, DIR/<name>.txt)."""
+    if args.profile is None:
+        return None
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("--profile: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return None
+    Path(args.profile).mkdir(parents=True, exist_ok=True)
+
+    async def record(name: str) -> None:
+        out = Path(args.profile) / f"{name.lower()}.txt"
+        proc = await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(pids[name]), "--duration", str(int(args.window)),
+            "--rate", "100", "--format", "raw", "--nonblocking", "-o", str(out),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await proc.wait()
+        print(f"profile of the {name}: {out}", file=sys.stderr)
+
+    async def both() -> None:
+        await asyncio.gather(record("API"), record("worker"))
+
+    return asyncio.create_task(both())
 
 
 def _result(args: argparse.Namespace, followers: list[Follower], emitted: list[list[Any]],
@@ -266,7 +300,8 @@ def report(args: argparse.Namespace, result: Result, label: str) -> str:
     lat = result.latencies_ms
     rows = [[f"{result.running} of {result.users}", f"{result.deliveries_per_s:,.0f}",
              percentile(lat, 50), percentile(lat, 99), max(lat) if lat else float("nan"),
-             result.lost, f"{result.cores['API']:.2f}", f"{result.rss_mb:.0f}",
+             result.lost, f"{result.cores['API']:.2f}", _per_delivery_ms(result),
+             f"{result.rss_mb:.0f}",
              f"{result.peak_mb:.0f}",
              " ".join(f"{k} {v:.2f}" for k, v in result.cores.items() if k != "API")]]  # fmt: skip
     title = (f"fanout: one API process, {args.rate:g} progress events/s per job, "
@@ -274,9 +309,16 @@ def report(args: argparse.Namespace, result: Result, label: str) -> str:
              f"targets p99 ≤ 50 ms, RSS ≤ 250 MB\n"
              f"machine: {machine()}")  # fmt: skip
     headers = ["jobs running", "deliveries/s", "p50 ms", "p99 ms", "max ms",
-               "not delivered", "API cores", "API RSS MB", "API peak MB",
+               "not delivered", "API cores", "API ms/delivery", "API RSS MB", "API peak MB",
                "other processes (cores)"]  # fmt: skip
     return table(title, headers, rows)
+
+
+def _per_delivery_ms(result: Result) -> str:
+    """The API's CPU per delivery: the figure that carries over to a machine of its own."""
+    if not result.deliveries_per_s:
+        return "n/a"
+    return f"{result.cores['API'] * 1000 / result.deliveries_per_s:.3f}"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -349,6 +391,8 @@ def parse_args() -> argparse.Namespace:
                         help="a database server, e.g. postgres://postgres@127.0.0.1:5432 "
                         "(default: SQLite)")  # fmt: skip
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the processes' logs there")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the API and the worker (pip install py-spy)")  # fmt: skip
     parser.add_argument("--subscription", choices=["job", "user"], default="job",
                         help="jobEvents(jobId) (default) or myJobEvents")  # fmt: skip
     parser.add_argument("--serve-sims", nargs=3, metavar=("PORT", "COUNT", "STEP_TIME"),
