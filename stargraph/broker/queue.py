@@ -180,6 +180,11 @@ class RedisJobQueue:
     async def length(self) -> int:
         return int(await self._redis.zcard(self.keys.order))
 
+    async def count_held(self) -> int:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            waiting, leased = await pipe.zcard(self.keys.order).zcard(self.keys.leases).execute()
+        return int(waiting) + int(leased)
+
     async def expire_leases(self) -> list[JobId]:
         """Put jobs whose lease ran out back at their old places; returns their ids."""
         found = await self._run("expire", self._park_ms, _EXPIRE_BATCH)

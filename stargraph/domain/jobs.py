@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from stargraph.domain.errors import Conflict
+from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
 
 
@@ -169,9 +170,11 @@ class JobStore(Protocol):
         """Newest first; `after` is the last job id of the previous page; None user = all."""
         ...
 
-    async def queued(self) -> list[Job]:
-        """Every QUEUED job, oldest first (to rebuild or repair the queue)."""
+    async def queued(self) -> list[QueuedJob]:
+        """Every QUEUED job as the queue needs it, oldest first (to rebuild or repair it)."""
         ...
+
+    async def count_queued(self) -> int: ...
 
     async def in_engine(self, backend: BackendId | None = None) -> list[Job]:
         """DISPATCHED and RUNNING jobs, of one backend or all."""

@@ -71,6 +71,10 @@ class JobQueue(Protocol):
 
     async def length(self) -> int: ...
 
+    async def count_held(self) -> int:
+        """Jobs waiting or leased to a dispatcher."""
+        ...
+
     async def expire_leases(self) -> list[JobId]:
         """Return expired leases to their places (housekeeping); returns the ids put back."""
         ...

@@ -143,7 +143,7 @@ class Submitter:
             return None
         position = await self._queue.position(job.id)
         if position is None:
-            position = await _put_back(self._jobs, self._queue, job)
+            position = await _put_back(self._jobs, self._queue, job.id)
         return position
 
     async def _prepare(self, principal: Principal, params: JobParams, key: str | None) -> Job:
@@ -188,20 +188,26 @@ async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:
     Jobs leased to a dispatcher are left alone (the queue's enqueue is a no-op for them, and
     an expired lease returns the job by itself). A job whose row left QUEUED since it was
     listed is skipped: each one is read again right before it is enqueued.
+
+    It runs on every housekeeping pass, so it first compares two counts: while the queue
+    holds at least as many jobs as there are QUEUED rows, nothing is listed. (A stale entry
+    can hide a missing job until a dispatcher claims and drops it; then the counts differ.)
     """
+    if await jobs.count_queued() <= await queue.count_held():
+        return []
     waiting = await jobs.queued()
-    positions = await queue.positions([job.id for job in waiting])
+    positions = await queue.positions([job.job_id for job in waiting])
     restored: list[JobId] = []
     for job in waiting:
-        if positions.get(job.id) is None and await _put_back(jobs, queue, job) is not None:
-            restored.append(job.id)
+        if positions.get(job.job_id) is None and await _put_back(jobs, queue, job.job_id):
+            restored.append(job.job_id)
     return restored
 
 
-async def _put_back(jobs: JobStore, queue: JobQueue, job: Job) -> int | None:
+async def _put_back(jobs: JobStore, queue: JobQueue, job_id: JobId) -> int | None:
     """Enqueue a job the queue does not show as waiting, if its row is still QUEUED; its
     position, or None when it is not waiting (leased to a dispatcher, or moved on)."""
-    current = await jobs.get(job.id)
+    current = await jobs.get(job_id)
     if current is None or current.status is not JobStatus.QUEUED:
         return None
     position = await queue.enqueue(

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from stargraph.domain.backends import BackendPool, SlotBook
 from stargraph.domain.jobs import IN_ENGINE, JobStore
-from stargraph.domain.queue import JobQueue, QueuedJob
+from stargraph.domain.queue import JobQueue
 from stargraph.domain.submit import restore_queue
 from stargraph.domain.types import BackendId
 from stargraph.engine.board import BackendBoard
@@ -86,9 +86,7 @@ class Sweeper:
 
     async def _rebuild(self) -> None:
         waiting = await self._jobs.queued()
-        await self._queue.rebuild(
-            [QueuedJob(j.id, j.user_id, j.params.priority, j.front) for j in waiting]
-        )
+        await self._queue.rebuild(waiting)
         for job in await self._jobs.in_engine():
             if job.backend in self._pool.backends:
                 await self._slots.confirm(job.backend, job.id)

@@ -22,6 +22,7 @@ from stargraph.domain.jobs import (
     sources_of,
     transition,
 )
+from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
 from stargraph.store import sql
 from stargraph.store.convert import NEW_JOB_COLUMNS, job_from_row, new_job_row, older_than
@@ -89,9 +90,16 @@ class TortoiseJobStore:
         rows = await query.order_by("-created_at", "-id").limit(limit + 1)
         return JobPage([job_from_row(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-    async def queued(self) -> list[Job]:
-        rows = await JobRow.filter(status=JobStatus.QUEUED.value).order_by("created_at", "id")
-        return [job_from_row(r) for r in rows]
+    async def queued(self) -> list[QueuedJob]:
+        rows = (
+            await JobRow.filter(status=JobStatus.QUEUED.value)
+            .order_by("created_at", "id")
+            .values_list("id", "user_id", "priority", "front")
+        )
+        return [QueuedJob(JobId(i), UserId(u), Priority(p), bool(f)) for i, u, p, f in rows]
+
+    async def count_queued(self) -> int:
+        return await JobRow.filter(status=JobStatus.QUEUED.value).count()
 
     async def in_engine(self, backend: BackendId | None = None) -> list[Job]:
         query = JobRow.filter(status__in=[s.value for s in IN_ENGINE])

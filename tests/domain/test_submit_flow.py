@@ -21,9 +21,11 @@ from stargraph.domain.events import JobQueued
 from stargraph.domain.jobs import JobStatus, TranslationState
 from stargraph.domain.ledger import Balance
 from stargraph.domain.params import SubmitRequest
+from stargraph.domain.queue import QueuedJob
 from stargraph.domain.submit import restore_queue
 from stargraph.domain.types import BackendId, Priority
 from stargraph.domain.workflows import filename_prefix
+from stargraph.store.models import JobRow
 from tests.domain.test_submit_support import (
     PREFIX,
     PRICE,
@@ -259,12 +261,31 @@ async def test_a_negative_that_falls_back_makes_the_job_passthrough(
 # ---------------------------------------------------------------- crashes and restores
 
 
+async def test_a_pass_over_a_queue_that_holds_every_queued_job_lists_no_rows(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await w.user(100)
+    for _ in range(3):
+        await w.submit(alice)
+    assert await w.queue.claim(BackendId("http://gpu-1"), 60) is not None  # one is leased
+    listings: list[int] = []
+    listed = w.jobs.queued
+
+    async def counted() -> list[QueuedJob]:
+        listings.append(1)
+        return await listed()
+
+    monkeypatch.setattr(w.jobs, "queued", counted)
+    assert await restore_queue(w.jobs, w.queue) == []
+    assert listings == []  # housekeeping cost two counts, not a read of every waiting row
+
+
 async def test_a_job_whose_enqueue_never_happened_is_restored(w: World) -> None:
     alice = await w.user(100)
     waiting = await w.submit(alice)
     with pytest.raises(SimulatedCrash):
         await w.crashing.submit(alice, SubmitRequest(prompt="lost?", idempotency_key="k"))
-    [row] = [j for j in await w.jobs.queued() if j.params.prompt == "lost?"]
+    [row] = await JobRow.filter(prompt="lost?")
     assert await w.queue.position(row.id) is None
     assert await w.ledger.balance(alice.user_id) == Balance(80, 20)
 

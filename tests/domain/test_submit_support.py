@@ -145,7 +145,7 @@ class World:
     async def order(self) -> list[str]:
         """Every waiting job id, first to be claimed first."""
         waiting = await self.jobs.queued()
-        positions = await self.queue.positions([j.id for j in waiting])
+        positions = await self.queue.positions([j.job_id for j in waiting])
         placed = sorted((p, j) for j, p in positions.items() if p is not None)
         assert [p for p, _ in placed] == list(range(1, len(placed) + 1))
         return [j for _, j in placed]

@@ -22,6 +22,7 @@ from stargraph.domain.jobs import (
     TranslationState,
 )
 from stargraph.domain.ledger import Balance, EntryKind
+from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_job_id
 from stargraph.store.db import tortoise_config
 from stargraph.store.jobs import TortoiseJobStore
@@ -443,8 +444,9 @@ async def test_count_unfinished_queued_and_in_engine(store: TortoiseJobStore) ->
     await queued_job(store, other)
     assert await store.count_unfinished(user) == 3
     assert await store.count_unfinished(other) == 1
-    queued = [j.id for j in await store.queued() if j.user_id == user]
-    assert queued == [first.id, second.id]
+    queued = [j for j in await store.queued() if j.user_id == user]
+    assert queued == [QueuedJob(j.id, user, j.params.priority, j.front) for j in (first, second)]
+    assert await store.count_queued() == 3
     assert [j.id for j in await store.in_engine(BACKEND)] == [running.id]
     assert await store.in_engine(BackendId("http://elsewhere")) == []
     assert running.id in [j.id for j in await store.in_engine()]
