@@ -34,7 +34,7 @@ from stargraph.engine.control import ComfyEngineControl
 from stargraph.engine.gateway import EngineSocket
 from stargraph.engine.listener import Listener
 from stargraph.engine.progress_rows import ProgressRows
-from stargraph.engine.reconcile import ReconcilePolicy, Reconciler
+from stargraph.engine.reconcile import InEngineTable, ReconcilePolicy, Reconciler
 from stargraph.engine.results import Finisher
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker, Sweeper
@@ -136,7 +136,8 @@ def build_engine(
     )
     client_ids = {b: f"stargraph-{uuid.uuid4().hex[:16]}" for b in config.backends}
     progress = ProgressRows(ports.jobs, config.progress_write_s)
-    parts = _ListenerParts(finisher, slots, pool, book, progress)
+    table = InEngineTable(ports.jobs, max_age_s=config.listener_tick_s / 2)
+    parts = _ListenerParts(finisher, slots, pool, book, progress, table)
     listeners = [_listener(config, ports, b, client_ids[b], parts) for b in config.backends]
     by_backend = {listener.backend: listener for listener in listeners}
     dispatcher = Dispatcher(
@@ -186,6 +187,7 @@ class _ListenerParts:
     pool: BackendPool
     book: CapabilitiesBook
     progress: ProgressRows
+    table: InEngineTable
 
 
 def _listener(
@@ -221,6 +223,7 @@ def _listener(
         events=ports.events,
         finisher=finisher,
         reconciler=reconciler,
+        table=parts.table,
         slots=slots,
         pool=parts.pool,
         progress=parts.progress,

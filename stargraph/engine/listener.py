@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 
 from stargraph.comfy import messages as m
@@ -43,7 +43,7 @@ from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.gateway import EngineSocket
 from stargraph.engine.previews import preview_data_url
 from stargraph.engine.progress_rows import ProgressRows
-from stargraph.engine.reconcile import Reconciler
+from stargraph.engine.reconcile import InEngineTable, Reconciler
 from stargraph.engine.results import Finisher
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Listener:
         events: EventBus,
         finisher: Finisher,
         reconciler: Reconciler,
+        table: InEngineTable,
         slots: SlotBook,
         pool: BackendPool,
         progress: ProgressRows,
@@ -95,6 +96,7 @@ class Listener:
         self._events = events
         self._finisher = finisher
         self._reconciler = reconciler
+        self._table = table
         self._slots = slots
         self._pool = pool
         self._progress = progress
@@ -175,7 +177,7 @@ class Listener:
     async def _connected(self) -> None:
         log.info("connected to %s as %s", self.backend, self.client_id)
         self._pool.mark_up(self.backend)
-        await self._reconcile(after_connect=True)
+        await self._reconcile(followed=())
         if self._on_connect is not None:
             self._spawn(self._on_connect(self.backend))
 
@@ -308,11 +310,10 @@ class Listener:
 
     # --- reconciliation ------------------------------------------------------------------
 
-    async def _reconcile(self, after_connect: bool = False) -> None:
+    async def _reconcile(self, followed: Collection[JobId]) -> None:
+        """A full pass; `followed` are the jobs whose messages flow (none after a reconnect)."""
         expected = set(self._live)  # followed before the pass began
-        report = await self._reconciler.reconcile(
-            skip=self._ending, followed=() if after_connect else self._recently_heard()
-        )
+        report = await self._reconciler.reconcile(skip=self._ending, followed=followed)
         self._foreign = report.foreign - set(self._live)
         gone = (expected - report.in_flight - self._ending) | report.ended | report.requeued
         for job_id in gone:
@@ -334,6 +335,20 @@ class Listener:
         suspects, self._quiet, self._last_tick = quiet & self._quiet, quiet, now
         return set(self._live) - suspects
 
+    async def _housekeep(self) -> None:
+        """A full pass unless the shared table agrees with what this listener follows: the
+        same jobs, every one heard from lately and within its time, none foreign."""
+        followed = self._recently_heard()
+        listed = {job.id: job for job in await self._table.of(self.backend)}
+        in_order = (
+            not self._foreign
+            and listed.keys() - self._ending == set(self._live)
+            and set(self._live) <= followed
+            and not any(self._reconciler.timed_out(job) for job in listed.values())
+        )
+        if not in_order:
+            await self._reconcile(followed)
+
     async def _tick(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -341,7 +356,7 @@ class Listener:
             if stop.is_set():
                 return
             if self._pool.is_healthy(self.backend):
-                await self._guarded(self._reconcile())
+                await self._guarded(self._housekeep())
             else:  # unreachable: its jobs can still run out of time (and be refunded)
                 await self._guarded(self._reconciler.expire_unreachable())
 

@@ -17,7 +17,10 @@ entry is written, so "not queued, then no history" really means gone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -165,6 +168,10 @@ class Reconciler:
         elif await self._finisher.requeue(job):
             report.requeued.add(job.id)
 
+    def timed_out(self, job: Job) -> bool:
+        """The job has been inside the engine longer than the policy allows."""
+        return self._timed_out(job)
+
     def _timed_out(self, job: Job) -> bool:
         since = job.started_at or job.dispatched_at
         limit = timedelta(seconds=self._policy.job_timeout_s)
@@ -174,3 +181,35 @@ class Reconciler:
         sent = job.dispatched_at
         grace = timedelta(seconds=self._policy.post_grace_s)
         return sent is not None and self._clock() - sent < grace
+
+
+class InEngineTable:
+    """What the jobs table says is inside each backend, read for every backend in one query
+    and shared by a worker's listeners; at most `max_age_s` old. A listener's housekeeping
+    tick compares it with what it follows, and reads its own backend afresh (a full pass)
+    only when they differ: a thousand listeners cost one query a tick, not a thousand."""
+
+    def __init__(self, jobs: JobStore, max_age_s: float) -> None:
+        self._jobs = jobs
+        self._max_age_s = max_age_s
+        self._by_backend: dict[BackendId, list[Job]] = {}
+        self._read_at = -float("inf")
+        self._reading: asyncio.Future[None] | None = None
+
+    async def of(self, backend: BackendId) -> list[Job]:
+        if time.monotonic() - self._read_at > self._max_age_s:
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read())
+            await asyncio.shield(self._reading)
+        return self._by_backend.get(backend, [])
+
+    async def _read(self) -> None:
+        started = time.monotonic()
+        try:
+            by_backend: dict[BackendId, list[Job]] = defaultdict(list)
+            for job in await self._jobs.in_engine():
+                if job.backend is not None:
+                    by_backend[job.backend].append(job)
+            self._by_backend, self._read_at = dict(by_backend), started
+        finally:
+            self._reading = None
