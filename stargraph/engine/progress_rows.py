@@ -3,9 +3,8 @@
 The row's progress serves only snapshots (a subscriber who joins a running job, the job
 query); the live steps travel as events. So the newest step of each job is kept here and
 written for all jobs at once every `interval_s`: one statement per tick however many jobs
-run, instead of one per progress event. A job's last step is written at once (with whatever
-else waits), so an ended job's row shows it; writes never overlap, so an older step cannot
-land after a newer one.
+run, instead of one per progress event. A job's last step is written at once, so an ended
+job's row shows it; writes never overlap, so an older step cannot land after a newer one.
 """
 
 from __future__ import annotations
@@ -32,9 +31,10 @@ class ProgressRows:
         self._pending[job_id] = (step, max_steps)
 
     async def write_now(self, job_id: JobId, step: int, max_steps: int) -> None:
-        """The job reached `step`: write it (and every other step waiting) now."""
-        self._pending[job_id] = (step, max_steps)
-        await self.flush()
+        """The job reached `step`: write it now (after a write under way, never before)."""
+        self._pending.pop(job_id, None)
+        async with self._writing:
+            await self._jobs.record_progress_many({job_id: (step, max_steps)})
 
     def forget(self, job_id: JobId) -> None:
         """The job left the backend: a step not yet written no longer matters."""
