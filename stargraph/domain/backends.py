@@ -134,8 +134,8 @@ class SlotBook(Protocol):
 
     async def counts(self, backends: Sequence[BackendId]) -> dict[BackendId, int]: ...
 
-    async def held(self, backend: BackendId) -> list[JobId]:
-        """The jobs holding a confirmed slot (not those merely reserved)."""
+    async def held(self, backends: Sequence[BackendId]) -> dict[BackendId, list[JobId]]:
+        """Per backend, the jobs holding a confirmed slot (not those merely reserved)."""
         ...
 
     def releases(self) -> AsyncIterator[tuple[BackendId, int]]:

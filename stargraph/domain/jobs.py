@@ -180,6 +180,10 @@ class JobStore(Protocol):
         """DISPATCHED and RUNNING jobs, of one backend or all."""
         ...
 
+    async def placements(self) -> dict[JobId, BackendId]:
+        """The backend of every DISPATCHED or RUNNING job."""
+        ...
+
     async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
         """QUEUED → DISPATCHED on `backend`, counting the attempt, without reading the row
         back. None unless the row is still QUEUED with `job.attempts` attempts (so a copy of

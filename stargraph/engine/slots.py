@@ -108,9 +108,15 @@ class RedisSlotBook:
         found = await self._counts(keys=[self._key(b) for b in backends], args=[])
         return {b: int(n) for b, n in zip(backends, found, strict=True)}
 
-    async def held(self, backend: BackendId) -> list[JobId]:
-        members = await self._redis.zrangebyscore(self._key(backend), "+inf", "+inf")
-        return [JobId(m.decode() if isinstance(m, bytes) else m) for m in members]
+    async def held(self, backends: Sequence[BackendId]) -> dict[BackendId, list[JobId]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for backend in backends:
+                pipe.zrangebyscore(self._key(backend), "+inf", "+inf")
+            found = await pipe.execute()
+        return {
+            backend: [JobId(m.decode() if isinstance(m, bytes) else m) for m in members]
+            for backend, members in zip(backends, found, strict=True)
+        }
 
     async def releases(self) -> AsyncIterator[tuple[BackendId, int]]:
         """(backend, in-flight count) after each release anywhere; survives Redis restarts

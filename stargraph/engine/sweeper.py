@@ -20,7 +20,7 @@ import logging
 from redis.asyncio import Redis
 
 from stargraph.domain.backends import BackendPool, SlotBook
-from stargraph.domain.jobs import IN_ENGINE, JobStore
+from stargraph.domain.jobs import JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.submit import restore_queue
 from stargraph.domain.types import BackendId
@@ -93,10 +93,13 @@ class Sweeper:
         log.info("queue rebuilt from the jobs table (%d waiting)", len(waiting))
 
     async def _repair_slots(self) -> None:
-        for backend in self._pool.backends:
-            for job_id in await self._slots.held(backend):
-                job = await self._jobs.get(job_id)
-                if job is None or job.status not in IN_ENGINE or job.backend != backend:
+        """Free the slots of jobs that are not inside their backend any more. The slots are
+        read before the jobs: a slot is confirmed only after its job is marked DISPATCHED."""
+        held = await self._slots.held(self._pool.backends)
+        placed = await self._jobs.placements()
+        for backend, job_ids in held.items():
+            for job_id in job_ids:
+                if placed.get(job_id) != backend:
                     await self._slots.release(backend, job_id)
         counts = await self._slots.counts(self._pool.backends)
         for backend, count in counts.items():

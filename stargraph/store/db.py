@@ -19,6 +19,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, get_current_context
 
 APP = "models"
+MARIADB_DEADLOCK = 1213
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -30,6 +31,15 @@ _ENGINES = {
     "psycopg": "postgres",
     "mysql": "mysql",
 }
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether MariaDB (InnoDB) chose the statement as a deadlock victim and rolled back its
+    transaction. Tortoise wraps the driver's error as the first argument of its own."""
+    cause = exc.args[0] if exc.args else None
+    return isinstance(cause, asyncmy.errors.OperationalError) and cause.args[:1] == (
+        MARIADB_DEADLOCK,
+    )
 
 
 def engine_of(url: str) -> str:

@@ -3,11 +3,11 @@ and settlement in the same transaction as the terminal status."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
@@ -26,12 +26,14 @@ from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
 from stargraph.store import sql
 from stargraph.store.convert import NEW_JOB_COLUMNS, job_from_row, new_job_row, older_than
+from stargraph.store.db import is_deadlock
 from stargraph.store.ledger import TortoiseLedger
 from stargraph.store.models import ImageRow, JobRow
 
 _MAX_ERROR_MESSAGE = 2000
 _PROGRESS_BATCH = 500  # jobs per statement: 3 parameters each, within every database's limit
 _IN_ENGINE_SQL = ", ".join(f"'{s.value}'" for s in sorted(IN_ENGINE))
+_DEADLOCK_ATTEMPTS = 5
 _INSERT_JOB = sql.Statement(
     f"INSERT INTO jobs ({', '.join(NEW_JOB_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(NEW_JOB_COLUMNS))})"
@@ -109,14 +111,22 @@ class TortoiseJobStore:
             query = query.filter(backend=backend)
         return [job_from_row(r) for r in await query.order_by("created_at")]
 
+    async def placements(self) -> dict[JobId, BackendId]:
+        rows = await JobRow.filter(status__in=[s.value for s in IN_ENGINE]).values_list(
+            "id", "backend"
+        )
+        return {JobId(job_id): BackendId(backend) for job_id, backend in rows}
+
     async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
-        changed = await JobRow.filter(
-            id=job.id, status=JobStatus.QUEUED.value, attempts=job.attempts
-        ).update(
-            status=JobStatus.DISPATCHED.value,
-            backend=backend,
-            dispatched_at=at,
-            attempts=F("attempts") + 1,
+        changed = await _compare_and_set(
+            lambda: JobRow.filter(
+                id=job.id, status=JobStatus.QUEUED.value, attempts=job.attempts
+            ).update(
+                status=JobStatus.DISPATCHED.value,
+                backend=backend,
+                dispatched_at=at,
+                attempts=F("attempts") + 1,
+            )
         )
         if changed != 1:
             return None
@@ -231,7 +241,20 @@ class TortoiseJobStore:
 
     async def _move(self, job_id: JobId, to: JobStatus, **fields: object) -> Job | None:
         sources = [s.value for s in sources_of(to)]
-        changed = await JobRow.filter(id=job_id, status__in=sources).update(
-            status=to.value, **fields
+        changed = await _compare_and_set(
+            lambda: JobRow.filter(id=job_id, status__in=sources).update(status=to.value, **fields)
         )
         return await self.get(job_id) if changed == 1 else None
+
+
+async def _compare_and_set(update: Callable[[], Awaitable[int]]) -> int:
+    """Run a one-statement compare-and-set outside any transaction. When connections race for
+    one row, MariaDB may pick the statement as a deadlock victim; InnoDB has rolled it back
+    whole, so it is run again (the loser then finds the row changed and matches nothing)."""
+    for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        try:
+            return await update()
+        except OperationalError as exc:
+            if attempt == _DEADLOCK_ATTEMPTS or not is_deadlock(exc):
+                raise
+    raise AssertionError("unreachable")

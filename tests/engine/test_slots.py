@@ -31,7 +31,7 @@ async def test_a_reservation_is_idempotent_and_a_release_frees_it(
     assert await book.reserve(B, JobId("a"), 1, 30) == (True, 1)
     assert await book.reserve(B, JobId("b"), 1, 30) == (False, 1)
     await book.confirm(B, JobId("a"))
-    assert await book.held(B) == [JobId("a")]
+    assert await book.held([B]) == {B: [JobId("a")]}
     assert await book.release(B, JobId("a")) == 0
     assert await book.release(B, JobId("a")) == 0  # a second release changes nothing
     assert await book.reserve(B, JobId("b"), 1, 30) == (True, 1)
@@ -46,7 +46,7 @@ async def test_an_unconfirmed_reservation_lapses_but_a_confirmed_one_stays(
     await book.confirm(B, JobId("sent"))
     await asyncio.sleep(0.01)
     assert (await book.counts([B]))[B] == 1
-    assert await book.held(B) == [JobId("sent")]
+    assert await book.held([B]) == {B: [JobId("sent")]}
 
 
 async def test_releases_reach_every_process(redis: Redis, redis_prefix: str) -> None:

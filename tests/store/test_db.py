@@ -7,14 +7,17 @@ import contextvars
 import uuid
 from collections.abc import Awaitable, Callable
 
+import asyncmy.errors
 import pytest
 from tortoise import connections
+from tortoise.exceptions import OperationalError
 from tortoise.expressions import F
 
 from stargraph.store.db import (
     close_db,
     engine_of,
     init_db,
+    is_deadlock,
     migrate,
     migrations_location,
     tortoise_config,
@@ -108,3 +111,11 @@ async def test_engines_in_sequence_in_one_process(
             await _exercise_orm()
         finally:
             await close_db()
+
+
+def test_a_mariadb_deadlock_victim_is_recognised_and_nothing_else() -> None:
+    victim = OperationalError(asyncmy.errors.OperationalError(1213, "Deadlock found"))
+    timeout = OperationalError(asyncmy.errors.OperationalError(1205, "Lock wait timeout"))
+    assert is_deadlock(victim)
+    assert not is_deadlock(timeout)
+    assert not is_deadlock(OperationalError("no such table: jobs"))

@@ -1,0 +1,43 @@
+"""Housekeeping frees the slots of jobs that left their backend, and only those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from stargraph.domain.backends import BackendPool
+from stargraph.domain.jobs import JobStatus
+from stargraph.domain.types import BackendId
+from stargraph.engine.slots import RedisSlotBook
+from stargraph.engine.sweeper import RedisMarker, Sweeper
+from tests.engine.factory import make_job
+from tests.engine.harness import engine_rig
+
+A, B = BackendId("http://gpu-a:8188"), BackendId("http://gpu-b:8188")
+
+
+async def test_slots_of_jobs_no_longer_inside_their_backend_are_freed(
+    db: str, redis: Redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with engine_rig(redis, redis_prefix, tmp_path, start=False) as rig:
+        user = await rig.user("ann")
+        inside, ended, moved, sending = [await rig.submit(make_job(user)) for _ in range(4)]
+        for job, backend in ((inside, A), (ended, A), (moved, B)):
+            assert await rig.jobs.mark_dispatched(job, backend, job.created_at)
+        await rig.jobs.finish_unpaid(ended.id, JobStatus.CANCELLED, None, ended.created_at)
+        slots = RedisSlotBook(redis, redis_prefix)
+        for job in (inside, ended, moved):
+            await slots.reserve(A, job.id, 5, 60)
+            await slots.confirm(A, job.id)  # `moved` runs on B, yet holds a slot on A
+        await slots.reserve(A, sending.id, 5, 60)  # a dispatcher between reserve and POST
+        pool = BackendPool([A, B], max_inflight=5)
+        marker = RedisMarker(redis, redis_prefix)
+        await marker.was_lost()  # Redis kept its data: no rebuild in this pass
+        sweeper = Sweeper(queue=rig.queue, jobs=rig.jobs, slots=slots, pool=pool, marker=marker)
+
+        await sweeper.sweep_once()
+
+        assert await slots.held([A, B]) == {A: [inside.id], B: []}
+        assert await slots.counts([A, B]) == {A: 2, B: 0}  # the reservation in flight stays
+        assert [(s.url, s.inflight) for s in pool.snapshot()] == [(A, 2), (B, 0)]
