@@ -1,0 +1,93 @@
+"""A subscription's events are executed right whatever their type and order: the executor
+collects each selection's sub-fields once per operation and must never serve one type's
+selection to another, nor keep more per event as the subscription goes on."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+import stargraph.schema.subscriptions as subscriptions
+from stargraph.domain import events as ev
+from stargraph.domain.jobs import JobStatus
+from stargraph.domain.types import JobId, UserId
+from stargraph.schema.build import build_schema
+from stargraph.schema.context import SubscriptionGate
+
+JOB = "b0003b0c-000b-4458-928f-80f74ae0b9c0"
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+FOLLOW = """subscription($id: ID!, $withCursor: Boolean!) { jobEvents(jobId: $id) {
+  kind: __typename status cursor @include(if: $withCursor)
+  ... on JobQueued { place: position }
+  ... on JobProgress { step maxSteps }
+  ... Failure
+} }
+fragment Failure on JobFailed { error { code message } }"""
+
+
+def _events() -> list[ev.JobEvent]:
+    common: dict[str, Any] = {"job_id": JobId(JOB), "user_id": UserId(1), "at": AT}
+    waiting = [ev.JobQueued(status=JobStatus.QUEUED, position=p, cursor=f"{p}-0", **common)
+               for p in (3, 2, 1)]  # fmt: skip
+    steps = [ev.JobProgress(status=JobStatus.RUNNING, step=s, max_steps=150, cursor=f"9-{s}",
+                            **common) for s in range(1, 151)]  # fmt: skip
+    failed = ev.JobFailed(status=JobStatus.FAILED, code="X", message="m", cursor="9-999", **common)
+    return [*waiting, *steps, failed]
+
+
+async def aenumerate(items: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
+    n = 0
+    async for item in items:
+        yield n, item
+        n += 1
+
+
+def _expected(event: ev.JobEvent) -> dict[str, Any]:
+    shown: dict[str, Any] = {"status": event.status.name, "cursor": event.cursor}
+    match event:
+        case ev.JobQueued(position=position):
+            return {"kind": "JobQueued", **shown, "place": position}
+        case ev.JobProgress(step=step, max_steps=most):
+            return {"kind": "JobProgress", **shown, "step": step, "maxSteps": most}
+        case ev.JobFailed(code=code, message=message):
+            return {"kind": "JobFailed", **shown, "error": {"code": code, "message": message}}
+    raise AssertionError(event)
+
+
+async def test_mixed_events_are_each_shaped_by_their_own_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def stream(api: Any, principal: Any, job_id: JobId) -> AsyncIterator[ev.JobEvent]:
+        for event in _events():
+            yield event
+
+    monkeypatch.setattr(subscriptions, "job_stream", stream)
+    principal = SimpleNamespace(user_id=UserId(1))
+    context = SimpleNamespace(
+        api=SimpleNamespace(subscriptions=SubscriptionGate(5)),
+        require_user=lambda: principal,
+        request_id="r",
+    )
+    results = await build_schema().subscribe(
+        FOLLOW, variable_values={"id": JOB, "withCursor": True}, context_value=context
+    )
+
+    expected = [_expected(e) for e in _events()]
+    tracemalloc.start()
+    try:
+        held = []
+        async for n, result in aenumerate(results):  # type: ignore[arg-type]
+            assert result.errors is None
+            assert result.data == {"jobEvents": expected[n]}
+            held.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+
+    assert len(held) == len(expected)
+    # what the operation holds after 140 more events (the old memo kept ~1.5 KB each)
+    assert held[-2] - held[10] < 32 * 1024
