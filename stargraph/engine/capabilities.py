@@ -143,16 +143,20 @@ class CapabilitiesBook:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
 
+    async def read_board(self, backends: Sequence[BackendId]) -> None:
+        """Take each backend's last answer that a worker wrote to the board."""
+        assert self._board is not None, "reading needs a board"
+        for backend, offer in (await self._board.read(backends)).items():
+            self.update(backend, offer)
+
     async def follow_board(
         self, backends: Iterable[BackendId], stop: asyncio.Event, interval_s: float = 10.0
     ) -> None:
         """Read what the workers wrote to the board, now and then every `interval_s`."""
-        assert self._board is not None, "following needs a board"
         listed = list(backends)
         while not stop.is_set():
             try:
-                for backend, offer in (await self._board.read(listed)).items():
-                    self.update(backend, offer)
+                await self.read_board(listed)
             except Exception:
                 log.exception("could not read the capabilities board")
             with contextlib.suppress(TimeoutError):
