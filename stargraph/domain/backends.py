@@ -231,6 +231,13 @@ class BackendPool:
         if freed or count < self.max_inflight:
             self.signal()
 
+    def note_left(self, backend: BackendId) -> None:
+        """A job left the backend: one slot fewer in use, as a hint until the SlotBook's
+        count comes back. The dispatcher may claim meanwhile; its reservation decides."""
+        state = self._states.get(backend)
+        if state is not None and state.inflight > 0:
+            self.set_inflight(backend, state.inflight - 1)
+
     def take_refill_gap(self, backend: BackendId) -> float | None:
         """Seconds since a full backend got a slot back, once per freed slot (for the
         slot-free → next-POST metric); None when the backend was not waiting to be refilled."""

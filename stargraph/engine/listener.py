@@ -294,6 +294,7 @@ class Listener:
             self._pool.note_run_time(self.backend, time.monotonic() - live.started)
         self._ending.add(job.id)
         self._watch_silence()
+        self._pool.note_left(self.backend)  # the dispatcher claims while Redis frees the slot
         try:
             count = await self._slots.release(self.backend, job.id)
         except Exception:  # Redis away: the sweeper frees the slot of a job that has ended

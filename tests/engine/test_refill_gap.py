@@ -68,3 +68,18 @@ async def test_an_ending_does_not_wait_when_no_refill_is_coming() -> None:
     pool.set_inflight(B, 2)
     pool.set_inflight(B, 1)
     await asyncio.wait_for(pool.refill_first(B, within_s=0.01), 1)
+
+
+async def test_a_job_leaving_a_full_backend_wakes_the_dispatcher_before_redis_answers() -> None:
+    pool = BackendPool([B], max_inflight=2)
+    pool.mark_up(B)
+    pool.set_inflight(B, 2)
+    waiting = asyncio.create_task(pool.wait_for_slot())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+
+    pool.note_left(B)  # the listener saw the end; the SlotBook's release is still on its way
+    await asyncio.wait_for(waiting, 1)
+    assert pool.take_refill_gap(B) is not None  # the gap runs from this moment
+    pool.set_inflight(B, 1)  # the release's count agrees: nothing changes
+    assert pool.snapshot()[0].inflight == 1
