@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError, OperationalError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from stargraph.domain.jobs import (
@@ -34,6 +33,10 @@ _MAX_ERROR_MESSAGE = 2000
 _PROGRESS_BATCH = 500  # jobs per statement: 3 parameters each, within every database's limit
 _IN_ENGINE_SQL = ", ".join(f"'{s.value}'" for s in sorted(IN_ENGINE))
 _DEADLOCK_ATTEMPTS = 5
+_MARK_DISPATCHED = sql.Statement(
+    "UPDATE jobs SET status = ?, backend = ?, dispatched_at = ?, attempts = attempts + 1"
+    " WHERE id = ? AND status = ? AND attempts = ?"
+)
 _INSERT_JOB = sql.Statement(
     f"INSERT INTO jobs ({', '.join(NEW_JOB_COLUMNS)})"
     f" VALUES ({', '.join('?' * len(NEW_JOB_COLUMNS))})"
@@ -119,13 +122,10 @@ class TortoiseJobStore:
 
     async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
         changed = await _compare_and_set(
-            lambda: JobRow.filter(
-                id=job.id, status=JobStatus.QUEUED.value, attempts=job.attempts
-            ).update(
-                status=JobStatus.DISPATCHED.value,
-                backend=backend,
-                dispatched_at=at,
-                attempts=F("attempts") + 1,
+            lambda: sql.execute(
+                _MARK_DISPATCHED,
+                *(JobStatus.DISPATCHED.value, backend, at),
+                *(job.id, JobStatus.QUEUED.value, job.attempts),
             )
         )
         if changed != 1:
