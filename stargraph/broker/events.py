@@ -39,6 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
 from stargraph.domain.errors import BadUserInput
 from stargraph.domain.events import (
+    CursorExpired,
     JobEvent,
     QueueMoved,
     SubscriberLagged,
@@ -269,6 +270,7 @@ class RedisEventBus:
             if start is None:
                 start = await self.last_cursor(user_id)
             else:
+                await self._require_kept(user_id, start)
                 follower.flag_resync()  # the replay is a resync from `after`
             follower.advance(key_of(start), start)
             async for item in self._drain(follower):
@@ -295,6 +297,19 @@ class RedisEventBus:
             if follower.moved:
                 follower.moved = False
                 yield QueueMoved(at=datetime.now(UTC), cursor=follower.last_cursor)
+
+    async def _require_kept(self, user_id: UserId, cursor: str) -> None:
+        """Raise CursorExpired unless the stream still holds the event at `cursor`: trimming
+        and expiry drop the oldest events first, so then none after it is missing."""
+        if cursor == NO_CURSOR:
+            return
+        async with self._reads:
+            oldest = await self._redis.xrange(self._names.stream(user_id), count=1)
+        if not oldest or key_of(oldest[0][0].decode()) > key_of(cursor):
+            raise CursorExpired(
+                "events after this cursor are no longer kept: reload your jobs, then "
+                "subscribe without `after`"
+            )
 
     async def _replay(self, follower: Follower) -> AsyncIterator[JobEvent]:
         """The stored events after the follower's last cursor, page by page."""

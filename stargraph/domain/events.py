@@ -113,6 +113,13 @@ class SubscriberLagged(StarGraphError):
         self.cursor = cursor
 
 
+class CursorExpired(StarGraphError):
+    """The events after a resume cursor are no longer all kept (each user's stream is capped
+    and expires when idle): reload the jobs from queries, then follow without a cursor."""
+
+    code = "CURSOR_EXPIRED"
+
+
 EVENT_TYPES: dict[str, type[JobEvent]] = {
     cls.kind: cls
     for cls in (

@@ -22,6 +22,7 @@ from stargraph.broker._fanout import key_of
 from stargraph.broker.events import RedisEventBus
 from stargraph.domain.errors import BadUserInput
 from stargraph.domain.events import (
+    CursorExpired,
     JobCancelled,
     JobEvent,
     JobFailed,
@@ -417,3 +418,19 @@ async def test_publishing_goes_on_after_redis_forgot_its_scripts(
 
     assert [e.step for e in await take(follower, 4)] == [0, 1, 2, 3]  # type: ignore[attr-defined]
     await follower.aclose()
+
+
+async def test_resuming_from_a_cursor_the_capped_stream_no_longer_holds_is_refused(
+    make_bus: BusFactory,
+) -> None:
+    bus = await make_bus(stream_maxlen=10)
+    cursors = [await bus.publish(progress(ALICE, step)) for step in range(400)]
+    resumed = bus.follow_user(ALICE, after=cursors[-2])
+    assert (await anext(resumed)).cursor == cursors[-1]  # a kept cursor misses nothing
+    await resumed.aclose()
+
+    with pytest.raises(CursorExpired) as expired:
+        await anext(bus.follow_user(ALICE, after=cursors[0]))  # its successors were trimmed
+    assert expired.value.code == "CURSOR_EXPIRED"
+    with pytest.raises(CursorExpired):
+        await anext(bus.follow_user(BOB, after=cursors[0]))  # Bob's stream holds nothing

@@ -106,3 +106,19 @@ async def test_only_allowed_browser_origins(tmp_path: Path) -> None:
             "/graphql", headers={**preflight, "Origin": "https://evil.example.com"}
         )
         assert response.headers.get("access-control-allow-origin") is None
+
+
+async def test_a_resume_cursor_whose_events_are_gone_is_refused_with_its_own_code(
+    tmp_path: Path,
+) -> None:
+    async with running_stargraph(tmp_path, worker=False) as stack:
+        user = await stack.client.register("ida")
+        async with subscriptions(stack.url, user.token) as ws:
+            # a cursor from before the user's stream expired: events after it may be lost
+            op = await ws.subscribe(
+                "subscription($a: String) { myJobEvents(after: $a) { jobId } }", {"a": "1-0"}
+            )
+            with pytest.raises(GraphQLError) as refused:
+                async for _ in ws.events(op, wait_s=10):
+                    pass
+            assert refused.value.code == "CURSOR_EXPIRED"
