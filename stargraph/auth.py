@@ -19,8 +19,12 @@ class Passwords:
 
     def __init__(self, time_cost: int | None = None, memory_cost: int | None = None,
                  parallelism: int | None = None) -> None:  # fmt: skip
-        costs = {"time_cost": time_cost, "memory_cost": memory_cost, "parallelism": parallelism}
-        self._hasher = PasswordHasher(**{k: v for k, v in costs.items() if v is not None})
+        default = PasswordHasher()
+        self._hasher = PasswordHasher(
+            time_cost=default.time_cost if time_cost is None else time_cost,
+            memory_cost=default.memory_cost if memory_cost is None else memory_cost,
+            parallelism=default.parallelism if parallelism is None else parallelism,
+        )
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:

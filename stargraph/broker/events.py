@@ -23,12 +23,12 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
 from datetime import UTC, datetime
 from importlib.resources import files
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -204,9 +204,8 @@ class RedisEventBus:
 
     async def last_cursor(self, user_id: UserId) -> str:
         """The cursor of the user's newest stored event ("0-0" when there is none)."""
-        async with self._reads:
-            newest = await self._redis.xrevrange(self._names.stream(user_id), count=1)
-        return newest[0][0].decode() if newest else NO_CURSOR
+        newest = await self._read(self._names.stream(user_id), reverse=True)
+        return newest[0][0] if newest else NO_CURSOR
 
     # -- following (processes that started the listener) --------------------------------
 
@@ -261,7 +260,7 @@ class RedisEventBus:
 
     async def _follow(
         self, user_id: UserId, after: str | None, *, ticks: bool
-    ) -> AsyncIterator[JobEvent | QueueMoved]:
+    ) -> AsyncGenerator[JobEvent | QueueMoved, None]:
         self._require_listener()
         start = None if after is None else _checked_cursor(after)
         follower = Follower(user_id, self._buffer_size, ticks)
@@ -303,9 +302,8 @@ class RedisEventBus:
         and expiry drop the oldest events first, so then none after it is missing."""
         if cursor == NO_CURSOR:
             return
-        async with self._reads:
-            oldest = await self._redis.xrange(self._names.stream(user_id), count=1)
-        if not oldest or key_of(oldest[0][0].decode()) > key_of(cursor):
+        oldest = await self._read(self._names.stream(user_id))
+        if not oldest or key_of(oldest[0][0]) > key_of(cursor):
             raise CursorExpired(
                 "events after this cursor are no longer kept: reload your jobs, then "
                 "subscribe without `after`"
@@ -315,18 +313,29 @@ class RedisEventBus:
         """The stored events after the follower's last cursor, page by page."""
         stream = self._names.stream(follower.user_id)
         while True:
-            async with self._reads:
-                entries = await self._redis.xrange(
-                    stream, min=f"({follower.last_cursor}", max="+", count=self._replay_page
-                )
-            for raw_id, fields in entries:
-                cursor = raw_id.decode()
+            entries = await self._read(stream, after=follower.last_cursor, count=self._replay_page)
+            for cursor, payload in entries:
                 follower.advance(key_of(cursor), cursor)
-                event = _decode(fields[b"e"], cursor)
+                event = _decode(payload, cursor)
                 if event is not None:
                     yield event
             if len(entries) < self._replay_page:
                 return
+
+    async def _read(
+        self, stream: str, *, after: str | None = None, count: int = 1, reverse: bool = False
+    ) -> list[tuple[str, bytes]]:
+        """(cursor, payload) of up to `count` stored events: the oldest (after `after`), or
+        with `reverse` the newest. Reads wait their turn (see `max_concurrent_reads`)."""
+        async with self._reads:
+            if reverse:
+                found = await self._redis.xrevrange(stream, count=count)
+            else:
+                low = "-" if after is None else f"({after}"
+                found = await self._redis.xrange(stream, min=low, max="+", count=count)
+        # redis-py types its asyncio replies like the synchronous client's
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", found)
+        return [(raw_id.decode(), fields[b"e"]) for raw_id, fields in entries]
 
     def _require_listener(self) -> None:
         if self._task is None or self._closed:
@@ -358,7 +367,7 @@ class RedisEventBus:
                 await task
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
         self._ticker.cancel()
         for follower in self._registry.all():
             follower.close()

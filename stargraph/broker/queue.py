@@ -182,7 +182,9 @@ class RedisJobQueue:
 
     async def count_held(self) -> int:
         async with self._redis.pipeline(transaction=False) as pipe:
-            waiting, leased = await pipe.zcard(self.keys.order).zcard(self.keys.leases).execute()
+            pipe.zcard(self.keys.order)
+            pipe.zcard(self.keys.leases)
+            waiting, leased = await pipe.execute()
         return int(waiting) + int(leased)
 
     async def expire_leases(self) -> list[JobId]:

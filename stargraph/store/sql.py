@@ -50,12 +50,16 @@ async def execute(statement: Statement, *values: object) -> int:
     """Run a write; the number of rows it changed (matched, on SQLite and PostgreSQL: keep
     conditional UPDATEs such that every matched row changes)."""
     client = connections.get(_CONNECTION)
-    count, _ = await client.execute_query(statement.text(client.capabilities.dialect), values)
-    return count
+    result: tuple[int, Sequence[Any]] = await client.execute_query(
+        statement.text(client.capabilities.dialect), values
+    )
+    return result[0]
 
 
 async def fetch(statement: Statement, *values: object) -> Sequence[Any]:
     """Run a SELECT; its rows, each indexable by column name."""
     client = connections.get(_CONNECTION)
-    _, rows = await client.execute_query(statement.text(client.capabilities.dialect), values)
-    return rows
+    result: tuple[int, Sequence[Any]] = await client.execute_query(
+        statement.text(client.capabilities.dialect), values
+    )
+    return result[1]
