@@ -54,7 +54,10 @@ class StarGraphSchema(strawberry.Schema):
 
 
 def _rules(options: SchemaOptions) -> list[type[ASTValidationRule]]:
-    rules = [depth_rule(options.max_depth, None, None), alias_rule(options.max_aliases)]
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(options.max_depth, None, None),
+        alias_rule(options.max_aliases),
+    ]
     if not options.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     return rules

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
@@ -40,6 +41,13 @@ def _variable_field(message: str) -> str | None:
     """The input field a variable-coercion message is about, when it names one."""
     match = _FIELD_AT.match(message) or _FIELD_NAMED.match(message)
     return match.group(1) if match else None
+
+
+@runtime_checkable
+class _WithErrors(Protocol):
+    """Any result that carries errors: GraphQL's, Strawberry's, or one streamed frame."""
+
+    errors: list[GraphQLError] | None
 
 
 class ErrorCodes(SchemaExtension):
@@ -70,9 +78,8 @@ class ErrorCodes(SchemaExtension):
         yield
 
     def _process(self, result: object) -> None:
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = [self._coded(e) for e in errors]  # type: ignore[union-attr]
+        if isinstance(result, _WithErrors) and result.errors:
+            result.errors = [self._coded(e) for e in result.errors]
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error

@@ -35,17 +35,17 @@ def _ledger_cursor(after: str | None) -> int | None:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The signed-in user.")
+    @strawberry.field(description="The signed-in user.")  # type: ignore[untyped-decorator]
     async def me(self, info: Ctx) -> User:
         ctx = info.context
         return User.from_domain(await ctx.api.users.get(ctx.require_user().user_id))
 
-    @strawberry.field(description="Points: available to spend, frozen for unfinished jobs.")
+    @strawberry.field(description="Points: available to spend, frozen for unfinished jobs.")  # type: ignore[untyped-decorator]
     async def balance(self, info: Ctx) -> Balance:
         ctx = info.context
         return Balance.from_domain(await ctx.api.ledger.balance(ctx.require_user().user_id))
 
-    @strawberry.field(description="Every move of the caller's points, newest first.")
+    @strawberry.field(description="Every move of the caller's points, newest first.")  # type: ignore[untyped-decorator]
     async def ledger(
         self, info: Ctx, first: int | None = 20, after: str | None = None
     ) -> Connection[LedgerEntry]:
@@ -64,11 +64,11 @@ class Query:
             after=after,
         )
 
-    @strawberry.field(description="A job of the caller's (any job for admins).")
+    @strawberry.field(description="A job of the caller's (any job for admins).")  # type: ignore[untyped-decorator]
     async def job(self, info: Ctx, id: strawberry.ID) -> Job | None:
         return Job.from_domain(await info.context.job_of(ids.job_id(id)))
 
-    @strawberry.field(description="The caller's jobs, newest first.")
+    @strawberry.field(description="The caller's jobs, newest first.")  # type: ignore[untyped-decorator]
     async def jobs(
         self,
         info: Ctx,
@@ -91,7 +91,7 @@ class Query:
             after=after,
         )
 
-    @strawberry.field(description="Waiting jobs, jobs running, healthy backends and an ETA.")
+    @strawberry.field(description="Waiting jobs, jobs running, healthy backends and an ETA.")  # type: ignore[untyped-decorator]
     async def queue(self, info: Ctx) -> QueueInfo:
         ctx = info.context
         ctx.require_user()
@@ -104,7 +104,7 @@ class Query:
             eta_seconds=eta_seconds(length + running, backends),
         )
 
-    @strawberry.field(description="The caller's images, newest first.")
+    @strawberry.field(description="The caller's images, newest first.")  # type: ignore[untyped-decorator]
     async def gallery(
         self, info: Ctx, first: int | None = 20, after: str | None = None
     ) -> Connection[Image]:
@@ -120,28 +120,28 @@ class Query:
             after=after,
         )
 
-    @strawberry.field(description="Checkpoints the backends offer.")
+    @strawberry.field(description="Checkpoints the backends offer.")  # type: ignore[untyped-decorator]
     def models(self, info: Ctx) -> list[str]:
         return list(info.context.api.capabilities().checkpoints)
 
-    @strawberry.field(description="Samplers the backends offer.")
+    @strawberry.field(description="Samplers the backends offer.")  # type: ignore[untyped-decorator]
     def samplers(self, info: Ctx) -> list[str]:
         return list(info.context.api.capabilities().samplers)
 
-    @strawberry.field(description="Schedulers the backends offer.")
+    @strawberry.field(description="Schedulers the backends offer.")  # type: ignore[untyped-decorator]
     def schedulers(self, info: Ctx) -> list[str]:
         return list(info.context.api.capabilities().schedulers)
 
-    @strawberry.field(description="Workflows a job may name.")
+    @strawberry.field(description="Workflows a job may name.")  # type: ignore[untyped-decorator]
     def workflows(self, info: Ctx) -> list[Workflow]:
         catalog = info.context.api.workflows
         return [Workflow(name=n, description=catalog.get(n).description) for n in catalog.names()]
 
-    @strawberry.field(description="Points charged per image produced.")
+    @strawberry.field(description="Points charged per image produced.")  # type: ignore[untyped-decorator]
     def price_per_image(self, info: Ctx) -> int:
         return info.context.api.limits.price_per_image
 
-    @strawberry.field(description="The ComfyUI servers and their health (admins only).")
+    @strawberry.field(description="The ComfyUI servers and their health (admins only).")  # type: ignore[untyped-decorator]
     async def backends(self, info: Ctx) -> list[Backend]:
         info.context.require_admin()
         return [Backend.from_domain(b) for b in await info.context.api.engine.backends()]

@@ -3,9 +3,11 @@ registered through the schema's `scalar_map` (see build.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 MAX_SAFE_INT = 2**53 - 1
 
@@ -30,4 +32,4 @@ SAFE_INT = strawberry.scalar(
     parse_value=_parse_safe_int,
 )
 
-SCALAR_MAP = {SafeInt: SAFE_INT}
+SCALAR_MAP: Mapping[object, ScalarDefinition] = {SafeInt: SAFE_INT}

@@ -15,11 +15,12 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import TypedDict
 
 from stargraph.domain import events as ev
 from stargraph.domain.jobs import Job, JobStatus
 from stargraph.domain.queue import JobQueue
-from stargraph.domain.types import JobId, Principal
+from stargraph.domain.types import JobId, Principal, UserId
 from stargraph.schema.context import Api
 
 _SNAPSHOT_WAITING_PAGE = 100
@@ -90,7 +91,7 @@ class _Positions:
         if not self._known:
             return []
         now = await _reads(api).positions(list(self._known))
-        changed = []
+        changed: list[ev.JobEvent] = []
         for job_id, position in now.items():
             if position is not None and position != self._known.get(job_id):
                 self._known[job_id] = position
@@ -169,9 +170,23 @@ def _queued(job: Job, position: int | None, cursor: str) -> ev.JobQueued:
     )
 
 
+class _Common(TypedDict):
+    """The fields every snapshot event shares."""
+
+    job_id: JobId
+    user_id: UserId
+    status: JobStatus
+    cursor: str
+
+
 async def _snapshot(api: Api, job: Job, cursor: str) -> ev.JobEvent:
     """An event that tells the job's current state."""
-    base = {"job_id": job.id, "user_id": job.user_id, "status": job.status, "cursor": cursor}
+    base: _Common = {
+        "job_id": job.id,
+        "user_id": job.user_id,
+        "status": job.status,
+        "cursor": cursor,
+    }
     at = job.finished_at or job.started_at or job.dispatched_at or job.created_at
     match job.status:
         case JobStatus.QUEUED:

@@ -17,7 +17,7 @@ Ctx = Info[Context, None]
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(
+    @strawberry.subscription(  # type: ignore[untyped-decorator]
         description="The job's current state first, then live events; ends after the last."
     )
     async def job_events(self, info: Ctx, job_id: strawberry.ID) -> AsyncGenerator[JobEvent, None]:
@@ -25,7 +25,7 @@ class Subscription:
             async for event in job_stream(info.context.api, principal, ids.job_id(job_id)):
                 yield event_to_gql(event)
 
-    @strawberry.subscription(
+    @strawberry.subscription(  # type: ignore[untyped-decorator]
         description="Every event of the caller's jobs; `after` (the last cursor seen) first "
         "replays what was missed."
     )

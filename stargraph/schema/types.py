@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeAlias
 
 import strawberry
 from strawberry.types import Info
@@ -15,13 +16,18 @@ from stargraph.domain.types import JobId, Priority, Role
 from stargraph.schema.context import BackendView, Context, UserView
 from stargraph.schema.scalars import SafeInt
 
-JobStatusEnum = strawberry.enum(JobStatus, name="JobStatus")
-PriorityEnum = strawberry.enum(
-    Priority, name="Priority", description="Users may use LOW and NORMAL; admins all."
-)
-RoleEnum = strawberry.enum(Role, name="Role")
-LedgerKindEnum = strawberry.enum(EntryKind, name="LedgerKind")
-TranslationEnum = strawberry.enum(TranslationState, name="Translation")
+# strawberry.enum registers the GraphQL definition on the domain enum itself and returns that
+# class, so each alias below is the domain enum, usable in annotations.
+strawberry.enum(JobStatus, name="JobStatus")
+strawberry.enum(Priority, name="Priority", description="Users may use LOW and NORMAL; admins all.")
+strawberry.enum(Role, name="Role")
+strawberry.enum(EntryKind, name="LedgerKind")
+strawberry.enum(TranslationState, name="Translation")
+JobStatusEnum: TypeAlias = JobStatus
+PriorityEnum: TypeAlias = Priority
+RoleEnum: TypeAlias = Role
+LedgerKindEnum: TypeAlias = EntryKind
+TranslationEnum: TypeAlias = TranslationState
 
 
 @strawberry.type
@@ -165,7 +171,7 @@ class Job:
         description="PASSTHROUGH: translation failed and the prompt was sent as written."
     )
 
-    @strawberry.field(description="1 = next to run; null unless QUEUED.")
+    @strawberry.field(description="1 = next to run; null unless QUEUED.")  # type: ignore[untyped-decorator]
     async def queue_position(self, info: Info[Context, None]) -> int | None:
         if self.status is not JobStatus.QUEUED:
             return None
