@@ -21,17 +21,25 @@ _SLOW = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
 class BackendGauge(Protocol):
-    url: str
-    healthy: bool
-    inflight: int
-    mean_run_s: float | None
+    @property
+    def url(self) -> str: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def inflight(self) -> int: ...
+    @property
+    def mean_run_s(self) -> float | None: ...
 
 
 class TranslationCounts(Protocol):
-    cache_hits: int
-    cache_misses: int
-    failures: int
-    passthroughs: int
+    @property
+    def cache_hits(self) -> int: ...
+    @property
+    def cache_misses(self) -> int: ...
+    @property
+    def failures(self) -> int: ...
+    @property
+    def passthroughs(self) -> int: ...
 
 
 class _TranslationCollector(Collector):

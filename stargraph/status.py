@@ -56,6 +56,8 @@ class FinishedRuns:
         runs = []
         for backend, started, finished in rows:
             start, end = aware(started), aware(finished)
+            if end is None:  # never: finished_at__gt leaves out rows without an end
+                continue
             self._since = max(self._since, end)
             if backend and start:
                 runs.append((str(backend), (end - start).total_seconds()))

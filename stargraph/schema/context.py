@@ -31,17 +31,23 @@ from stargraph.domain.types import ImageId, JobId, Principal, Role, UserId
 class UserView(Protocol):
     """What the schema shows of a user."""
 
-    id: UserId
-    username: str
-    role: Role
-    created_at: datetime
+    @property
+    def id(self) -> UserId: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 class Session(Protocol):
     """A fresh access token and its user."""
 
-    token: str
-    user: UserView
+    @property
+    def token(self) -> str: ...
+    @property
+    def user(self) -> UserView: ...
 
 
 class Users(Protocol):
@@ -61,11 +67,18 @@ class Users(Protocol):
 
 
 class BackendView(Protocol):
-    url: str
-    healthy: bool
-    inflight: int
-    last_error: str | None
-    mean_run_s: float | None  # measured engine time per job, None before the first
+    @property
+    def url(self) -> str: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def inflight(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def mean_run_s(self) -> float | None:
+        """Measured engine time per job; None before the first."""
+        ...
 
 
 class EngineView(Protocol):
