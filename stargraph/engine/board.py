@@ -43,7 +43,7 @@ class BackendBoard:
         ]
 
 
-def _status(backend: BackendId, data: bytes | None, max_inflight: int) -> BackendStatus:
+def _status(backend: BackendId, data: bytes | str | None, max_inflight: int) -> BackendStatus:
     if data is None:
         return BackendStatus(
             url=backend,

@@ -36,7 +36,7 @@ class CapabilitiesBoard:
         self._redis = redis
         self._key = f"{prefix}:{{engine}}:capabilities"
         self._ttl_ms = max(1, int(ttl_s * 1000))
-        self._seen: dict[bytes, Capabilities] = {}  # raw entry → decoded, to decode once
+        self._seen: dict[bytes | str, Capabilities] = {}  # raw entry → decoded, to decode once
 
     async def publish(self, offers: Mapping[BackendId, Capabilities]) -> None:
         if not offers:
@@ -56,7 +56,7 @@ class CapabilitiesBoard:
             return {}
         raw = await self._redis.hmget(self._key, list(backends))
         found = {}
-        seen: dict[bytes, Capabilities] = {}
+        seen: dict[bytes | str, Capabilities] = {}
         for backend, entry in zip(backends, raw, strict=True):
             if entry is None:
                 continue
@@ -67,7 +67,7 @@ class CapabilitiesBoard:
         return found
 
 
-def _decoded(entry: bytes) -> Capabilities | None:
+def _decoded(entry: bytes | str) -> Capabilities | None:
     try:
         checkpoints, samplers, schedulers = json.loads(entry)
         return Capabilities(tuple(checkpoints), tuple(samplers), tuple(schedulers))

@@ -132,7 +132,7 @@ class RedisSlotBook:
                 log.warning("slot release feed interrupted: %s", exc)
                 await asyncio.sleep(0.5)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _parse_release(data: bytes | str) -> tuple[BackendId, int]:
