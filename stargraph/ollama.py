@@ -80,8 +80,8 @@ def extract_answer(content: str) -> str:
         data = json.loads(content)
     except ValueError:
         return _en_field(content)
-    if isinstance(data, dict) and isinstance(data.get("en"), str):
-        return data["en"]
+    if isinstance(data, dict) and isinstance(answer := data.get("en"), str):
+        return answer
     return content
 
 

@@ -129,10 +129,14 @@ def _size(value: object, field: str) -> int:
 
 def _cfg(value: object) -> float:
     low, high = CFG_RANGE
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or not math.isfinite(value) or not low <= value <= high:  # type: ignore[arg-type]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         raise BadUserInput(f"cfg must be a number from {low:g} to {high:g}", field="cfg")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _name(value: object, field: str) -> str:
