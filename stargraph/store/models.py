@@ -7,6 +7,8 @@ here run `stargraph makemigrations NAME` (all three engines) and commit the file
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -32,7 +34,9 @@ class TokenRow(Model):
 
     id = fields.IntField(primary_key=True)
     digest = fields.CharField(max_length=64, unique=True)
-    user = fields.ForeignKeyField("models.UserRow", related_name="tokens", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "models.UserRow", related_name="tokens", on_delete=fields.CASCADE
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField()
     revoked_at = fields.DatetimeField(null=True)
@@ -45,7 +49,7 @@ class TokenRow(Model):
 class AccountRow(Model):
     """A user's points: `available` can be spent, `frozen` is held for unfinished jobs."""
 
-    user = fields.OneToOneField(
+    user: fields.OneToOneRelation[UserRow] = fields.OneToOneField(
         "models.UserRow", related_name="account", on_delete=fields.CASCADE, primary_key=True
     )
     available = fields.BigIntField(default=0)
@@ -64,7 +68,9 @@ class LedgerEntryRow(Model):
     """
 
     id = fields.BigIntField(primary_key=True)
-    user = fields.ForeignKeyField("models.UserRow", related_name="ledger", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "models.UserRow", related_name="ledger", on_delete=fields.CASCADE
+    )
     kind = fields.CharField(max_length=16)  # grant | hold | capture | release
     amount = fields.BigIntField()
     available_after = fields.BigIntField()
@@ -84,7 +90,9 @@ class HoldRow(Model):
     """The one hold of a job; `settled` flips exactly once (capture and/or release)."""
 
     job_id = fields.CharField(max_length=36, primary_key=True)
-    user = fields.ForeignKeyField("models.UserRow", related_name="holds", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "models.UserRow", related_name="holds", on_delete=fields.CASCADE
+    )
     amount = fields.BigIntField()
     captured = fields.BigIntField(null=True)
     settled = fields.BooleanField(default=False)
@@ -98,7 +106,9 @@ class HoldRow(Model):
 
 class JobRow(Model):
     id = fields.CharField(max_length=36, primary_key=True)  # lowercase UUID = ComfyUI prompt id
-    user = fields.ForeignKeyField("models.UserRow", related_name="jobs", on_delete=fields.CASCADE)
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "models.UserRow", related_name="jobs", on_delete=fields.CASCADE
+    )
     status = fields.CharField(max_length=16, db_index=True)
     workflow = fields.CharField(max_length=64)
     prompt = fields.TextField()
@@ -120,7 +130,7 @@ class JobRow(Model):
     front = fields.BooleanField(default=False)  # moved to the very front by an admin
     cost = fields.BigIntField()
     charged = fields.BigIntField(null=True)
-    graph = fields.JSONField()
+    graph: fields.JSONField[dict[str, Any]] = fields.JSONField()
     idempotency_key = fields.CharField(max_length=128, null=True)
     backend = fields.CharField(max_length=255, null=True)
     attempts = fields.IntField(default=0)
@@ -142,8 +152,12 @@ class JobRow(Model):
 
 class ImageRow(Model):
     id = fields.CharField(max_length=36, primary_key=True)
-    job = fields.ForeignKeyField("models.JobRow", related_name="images", on_delete=fields.CASCADE)
-    user = fields.ForeignKeyField("models.UserRow", related_name="images", on_delete=fields.CASCADE)
+    job: fields.ForeignKeyRelation[JobRow] = fields.ForeignKeyField(
+        "models.JobRow", related_name="images", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "models.UserRow", related_name="images", on_delete=fields.CASCADE
+    )
     index = fields.IntField()  # position in the job's batch
     path = fields.CharField(max_length=255)  # relative to the storage dir
     width = fields.IntField()
