@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     max_subscriptions_per_user: int = Field(default=20, ge=1)
     log_level: str = "INFO"
 
+    # a separate worker process (`stargraph worker`): its own /metrics and /healthz, if set
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
     _split = field_validator(
         "comfyui_urls", "models", "samplers", "schedulers", "allowed_origins", mode="before"
     )(_split_commas)

@@ -14,10 +14,10 @@ import contextlib
 import logging
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import uvicorn
 from redis.asyncio import Redis
 
 from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway
@@ -271,43 +271,57 @@ async def _follow_releases(engine: Engine, stop: asyncio.Event) -> None:
 
 
 async def run_worker_from_settings(settings: Settings, stop: asyncio.Event) -> None:
-    """The whole worker process: open the database and Redis, build the engine, run it."""
-    from stargraph.broker.connection import connect_redis
-    from stargraph.broker.events import RedisEventBus
-    from stargraph.broker.queue import RedisJobQueue
-    from stargraph.engine.gateway import ComfyGateway, comfy_socket
-    from stargraph.storage import DiskImageFiles
-    from stargraph.store.db import close_db, engine_of, init_db, migrate
-    from stargraph.store.images import TortoiseImageStore
-    from stargraph.store.jobs import TortoiseJobStore
-    from stargraph.store.ledger import TortoiseLedger
+    """The whole worker process: the same composition as `stargraph serve`, running only the
+    engine, and `/metrics` + `/healthz` when `worker_metrics_port` is set."""
+    from stargraph.bootstrap import build_services
 
-    config = EngineConfig.from_settings(settings)
-    await init_db(settings.database_url)
-    if engine_of(settings.database_url) == "sqlite":
-        await migrate(settings.database_url)  # like `serve`: a fresh SQLite file just works
-    redis = connect_redis(settings.redis_url)
-    listen_redis = connect_redis(settings.redis_url, blocking=True)
-    gateway = ComfyGateway(config.backends)
-    queue = RedisJobQueue(redis, settings.redis_prefix, listener=listen_redis)
+    services = await build_services(settings, worker=True, auto_migrate=True)
     try:
-        ports = EnginePorts(
-            redis=redis,
-            queue=queue,
-            jobs=TortoiseJobStore(TortoiseLedger()),
-            images=TortoiseImageStore(),
-            files=DiskImageFiles(Path(settings.storage_dir)),
-            events=RedisEventBus(redis, listen_redis, settings.redis_prefix),
-            gateway=gateway,
-            sockets=comfy_socket,
-        )
-        await run_worker(build_engine(config, ports), stop)
+        async with _metrics_endpoint(services.scrape_metrics, settings):
+            await services.run_worker(stop)
     finally:
-        await queue.aclose()  # its pub/sub task first, while its connection is still open
-        await gateway.aclose()
-        await listen_redis.aclose()
-        await redis.aclose()
-        await close_db()
+        await services.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _metrics_endpoint(
+    scrape: Callable[[], Awaitable[bytes]], settings: Settings
+) -> AsyncIterator[None]:
+    """Serve this process's metrics on `worker_metrics_port` while the block runs."""
+    if settings.worker_metrics_port is None:
+        yield
+        return
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from stargraph.embedded_server import EmbeddedServer
+    from stargraph.metrics import CONTENT_TYPE
+
+    async def metrics(_: Request) -> Response:
+        return Response(await scrape(), media_type=CONTENT_TYPE)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    app = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
+    server = EmbeddedServer(
+        uvicorn.Config(
+            app,
+            host=settings.worker_metrics_host,
+            port=settings.worker_metrics_port,
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def main() -> None:

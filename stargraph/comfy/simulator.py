@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import uvicorn
 
@@ -37,6 +37,7 @@ from stargraph.comfy.sim_config import (
 from stargraph.comfy.sim_engine import Engine, PromptRecord
 from stargraph.comfy.sim_http import build_app
 from stargraph.comfy.sim_hub import Hub
+from stargraph.embedded_server import EmbeddedServer
 
 __all__ = [
     "Faults",
@@ -122,14 +123,6 @@ class Simulator:
         await self.engine.gate.wait_until_waiting()
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without signal capture: in-process simulators leave signals to their host."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class SimulatorHandle:
     """A simulator served on a loopback port inside the current event loop."""
 
@@ -137,7 +130,7 @@ class SimulatorHandle:
         self.simulator = simulator
         self.host = host
         self.port = port
-        self._server: _Server | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -171,7 +164,7 @@ class SimulatorHandle:
             ws_ping_interval=None,  # the real server never pings; it answers pings
             timeout_graceful_shutdown=1,
         )
-        self._server = _Server(config)
+        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:  # start-up only: uvicorn exposes a flag, not an event
             if self._task.done():

@@ -91,8 +91,9 @@ async def _until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @asynccontextmanager
-async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """A simulator (here), a worker and two API processes; yields the two API URLs."""
+async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
+    """A simulator (here), a worker and two API processes; yields the two API URLs and the
+    worker's own metrics URL."""
     need_service("Redis", "127.0.0.1", 6379)
     database = f"sqlite://{tmp_path / 'shared.sqlite3'}"
     await migrate(database)
@@ -108,18 +109,20 @@ async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
             "STARGRAPH_OLLAMA_URL": closed_port_url(),
             "STARGRAPH_LOG_LEVEL": "INFO",
         }
-        ports = [_free_port(), _free_port()]
+        ports = [_free_port(), _free_port(), _free_port()]
+        env["STARGRAPH_WORKER_METRICS_PORT"] = str(ports[2])
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         logs = [tmp_path / n for n in ("worker.log", "api1.log", "api2.log")]
-        api = [["stargraph", "api", "--port", str(p)] for p in ports]
+        api = [["stargraph", "api", "--port", str(p)] for p in ports[:2]]
         with (
-            _process(["stargraph.worker"], env, logs[0], "worker stopped"),
+            _process(["stargraph.worker"], env, logs[0], "worker stopped") as worker,
             _process(api[0], env, logs[1], "Application shutdown complete") as api1,
             _process(api[1], env, logs[2], "Application shutdown complete") as api2,
         ):
             await _until_up(urls[0], api1, logs[1])
             await _until_up(urls[1], api2, logs[2])
-            yield urls[0], urls[1]
+            await _until_up(urls[2], worker, logs[0])
+            yield urls[0], urls[1], urls[2] + "/metrics"
 
 
 def _real(events: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
@@ -159,7 +162,7 @@ async def _collect(
 
 async def test_events_cross_processes_and_resume_without_loss(tmp_path: Path) -> None:
     async with (
-        _deployment(tmp_path) as (api1, api2),
+        _deployment(tmp_path) as (api1, api2, worker_metrics),
         httpx.AsyncClient(base_url=api1, timeout=30) as http,
     ):
         user = await Client(http).register("wanderer")  # on API 1
@@ -197,3 +200,12 @@ async def test_events_cross_processes_and_resume_without_loss(tmp_path: Path) ->
         await following
         assert _real(resumed) == _real(reference)
         assert _real(reference)[-1][1] == "JobSucceeded"
+
+        # The worker process exports its own metrics: what only its pool knows included.
+        scraped = (await http.get(worker_metrics)).text
+        assert 'stargraph_jobs{status="succeeded"} 2.0' in scraped
+        backend_lines = [line for line in scraped.splitlines() if "backend=" in line]
+        assert any(line.startswith("stargraph_backend_healthy{") and line.endswith(" 1.0")
+                   for line in backend_lines), backend_lines  # fmt: skip
+        assert any(line.startswith("stargraph_backend_mean_run_seconds{")
+                   for line in backend_lines), backend_lines  # fmt: skip
