@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import bisect
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +38,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _common import median, percentile  # noqa: E402
 
 from stargraph.broker.connection import connect_redis  # noqa: E402
 from stargraph.broker.events import RedisEventBus  # noqa: E402
@@ -78,24 +79,17 @@ class Figures:
     inside_ms: list[float] | None = None  # the same gap as the worker itself measures it
 
     def row(self) -> str:
-        p50, p99 = _p50_p99(self.gaps_ms)
+        p50, p99 = median(self.gaps_ms), percentile(self.gaps_ms, 99)
         busy = " ".join(f"{b * 100:6.2f}%" for b in self.busy)
         line = (
             f"{self.name:<10} {self.wall_s:8.1f} s   busy {busy}   "
             f"gap p50 {p50:8.2f} ms  p99 {p99:8.2f} ms"
         )
         if self.inside_ms:
-            p50, p99 = _p50_p99(self.inside_ms)
+            p50, p99 = median(self.inside_ms), percentile(self.inside_ms, 99)
             line += f"\n{'':<10} of which inside the worker (slot freed → POST begins): "
             line += f"p50 {p50:.2f} ms  p99 {p99:.2f} ms"
         return line
-
-
-def _p50_p99(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan"), float("nan")
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 def measure(name: str, records: list[dict[str, Any]]) -> Figures:
