@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway
 from stargraph.domain.capabilities import Capabilities
@@ -28,6 +32,7 @@ from stargraph.domain.gallery import ImageFiles, ImageStore
 from stargraph.domain.jobs import JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import BackendId
+from stargraph.embedded_server import EmbeddedServer
 from stargraph.engine.board import BackendBoard
 from stargraph.engine.capabilities import CapabilitiesBoard, CapabilitiesBook
 from stargraph.engine.control import ComfyEngineControl
@@ -38,6 +43,8 @@ from stargraph.engine.reconcile import InEngineTable, ReconcilePolicy, Reconcile
 from stargraph.engine.results import Finisher
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker, Sweeper
+from stargraph.metrics import CONTENT_TYPE
+from stargraph.routes import healthz
 from stargraph.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -291,19 +298,9 @@ async def _metrics_endpoint(
     if settings.worker_metrics_port is None:
         yield
         return
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    from stargraph.embedded_server import EmbeddedServer
-    from stargraph.metrics import CONTENT_TYPE
 
     async def metrics(_: Request) -> Response:
         return Response(await scrape(), media_type=CONTENT_TYPE)
-
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
     app = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
     server = EmbeddedServer(
