@@ -116,13 +116,19 @@ class RedisJobQueue:
         self._scripts = {name: redis.register_script(src) for name, src in _SOURCES.items()}
         self._signal = _WorkSignal(listener or redis, self.keys.channel)
 
-    async def _run(self, name: str, *args: str | int) -> Any:
+    async def _run(self, name: str, *args: str | int, wake: bool = True) -> Any:
         script: AsyncScript = self._scripts[name]
-        return await script(keys=self.keys.scripted, args=[self.keys.channel, *args])
+        channel = self.keys.channel if wake else ""
+        return await script(keys=self.keys.scripted, args=[channel, *args])
 
-    async def enqueue(self, job: QueuedJob) -> int:
-        """Add the job (no-op if known); its 1-based position, 0 while it is leased."""
-        return (await self.enqueue_many([job]))[0]
+    async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
+        """Add the job (no-op if known); its 1-based position, 0 while it is leased. With
+        `wake=False` no dispatcher hears of it until `wake()`."""
+        return int((await self._run("enqueue", *_triples([job]), wake=wake))[0])
+
+    async def wake(self) -> None:
+        """Tell every dispatcher that there may be work."""
+        await self._redis.publish(self.keys.channel, b"1")
 
     async def enqueue_many(self, jobs: Sequence[QueuedJob]) -> list[int]:
         """`enqueue` for many jobs in one atomic call; each one's position when it was added."""

@@ -33,9 +33,14 @@ class Claim:
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, job: QueuedJob) -> int:
+    async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
         """Add the job (no-op if present); returns its exact 1-based position (0 while the
-        job is leased to a backend)."""
+        job is leased to a backend). With `wake=False` dispatchers are not told until
+        `wake()`, so something can be announced before any of them can take the job."""
+        ...
+
+    async def wake(self) -> None:
+        """Tell every dispatcher that there may be work."""
         ...
 
     async def position(self, job_id: JobId) -> int | None:

@@ -174,10 +174,13 @@ class Submitter:
         )
 
     async def _enqueue(self, job: Job) -> int:
+        # JobQueued reaches the owner's stream before a dispatcher is woken to take the job,
+        # so its JobDispatched cannot come first
         position = await self._queue.enqueue(
-            QueuedJob(job.id, job.user_id, job.params.priority, job.front)
+            QueuedJob(job.id, job.user_id, job.params.priority, job.front), wake=False
         )
         await announce_queued(self._events, job, self._clock(), position)
+        await self._queue.wake()
         return position
 
 

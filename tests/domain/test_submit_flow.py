@@ -17,7 +17,7 @@ from stargraph.domain.errors import (
     RateLimited,
     TranslationUnavailable,
 )
-from stargraph.domain.events import JobQueued
+from stargraph.domain.events import JobEvent, JobQueued
 from stargraph.domain.jobs import JobStatus, TranslationState
 from stargraph.domain.ledger import Balance
 from stargraph.domain.params import SubmitRequest
@@ -259,6 +259,34 @@ async def test_a_negative_that_falls_back_makes_the_job_passthrough(
 
 
 # ---------------------------------------------------------------- crashes and restores
+
+
+async def test_dispatchers_hear_of_a_job_only_once_its_queued_event_is_stored(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await w.user(100)
+    calls: list[str] = []
+    enqueue, publish, wake = w.queue.enqueue, w.bus.publish, w.queue.wake
+
+    async def noted_enqueue(job: QueuedJob, *, wake: bool = True) -> int:
+        calls.append(f"enqueue, wake={wake}")
+        return await enqueue(job, wake=wake)
+
+    async def noted_publish(event: JobEvent, *, queue_moved: bool = False) -> str:
+        calls.append(f"publish {type(event).__name__}")
+        return await publish(event, queue_moved=queue_moved)
+
+    async def noted_wake() -> None:
+        calls.append("wake")
+        await wake()
+
+    monkeypatch.setattr(w.queue, "enqueue", noted_enqueue)
+    monkeypatch.setattr(w.bus, "publish", noted_publish)
+    monkeypatch.setattr(w.queue, "wake", noted_wake)
+    await w.submit(alice)
+
+    # a dispatcher woken any earlier could publish JobDispatched before JobQueued
+    assert calls == ["enqueue, wake=False", "publish JobQueued", "wake"]
 
 
 async def test_a_pass_over_a_queue_that_holds_every_queued_job_lists_no_rows(

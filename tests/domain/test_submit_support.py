@@ -72,7 +72,7 @@ class CrashBeforeEnqueue:
     def __init__(self, queue: RedisJobQueue) -> None:
         self._queue = queue
 
-    async def enqueue(self, job: object) -> int:
+    async def enqueue(self, job: object, *, wake: bool = True) -> int:
         raise SimulatedCrash("killed between the commit and the enqueue")
 
     def __getattr__(self, name: str) -> object:

@@ -181,4 +181,5 @@ local function add_new(job, user, band)
   return m
 end
 
-local function signal() redis.call('PUBLISH', CHANNEL, '1') end
+-- an empty channel: the caller wakes dispatchers itself, later (`RedisJobQueue.wake`)
+local function signal() if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, '1') end end
