@@ -16,7 +16,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.types import BackendId, JobId
@@ -109,6 +109,15 @@ class EngineGateway(Protocol):
         ...
 
 
+class SlotCount(NamedTuple):
+    """A backend's in-flight count as Redis saw it, and when: `version` grows with every slot
+    operation in the order Redis ran them, so an answer that arrives late cannot overwrite a
+    newer one (a release's answer landing after the next reservation's, say)."""
+
+    inflight: int
+    version: int
+
+
 class SlotBook(Protocol):
     """In-flight slots per backend, shared by every worker process.
 
@@ -117,7 +126,7 @@ class SlotBook(Protocol):
 
     async def reserve(
         self, backend: BackendId, job_id: JobId, limit: int, ttl_s: float
-    ) -> tuple[bool, int]:
+    ) -> tuple[bool, SlotCount]:
         """Take a slot for the job if fewer than `limit` are taken; a reservation that is not
         confirmed within `ttl_s` lapses (its dispatcher died). Returns whether the job holds
         a slot now, and the backend's in-flight count."""
@@ -127,18 +136,18 @@ class SlotBook(Protocol):
         """The backend holds the job now: keep the slot until it is released."""
         ...
 
-    async def release(self, backend: BackendId, job_id: JobId) -> int:
+    async def release(self, backend: BackendId, job_id: JobId) -> SlotCount:
         """Free the job's slot (no-op if it holds none) and tell every process; returns the
         backend's in-flight count after it."""
         ...
 
-    async def counts(self, backends: Sequence[BackendId]) -> dict[BackendId, int]: ...
+    async def counts(self, backends: Sequence[BackendId]) -> dict[BackendId, SlotCount]: ...
 
     async def held(self, backends: Sequence[BackendId]) -> dict[BackendId, list[JobId]]:
         """Per backend, the jobs holding a confirmed slot (not those merely reserved)."""
         ...
 
-    def releases(self) -> AsyncIterator[tuple[BackendId, int]]:
+    def releases(self) -> AsyncIterator[tuple[BackendId, SlotCount]]:
         """(backend, in-flight count) after each release by any process."""
         ...
 
@@ -162,6 +171,7 @@ class _State:
     backoff_until: float = 0.0
     backoff_s: float = 0.0
     inflight: int = 0
+    version: int = 0  # of the newest SlotCount applied
     last_error: str | None = None
     last_checkpoint: str | None = None
     mean_run_s: float | None = None
@@ -219,11 +229,16 @@ class BackendPool:
     def note_error(self, backend: BackendId, error: str) -> None:
         self._states[backend].last_error = error
 
-    def set_inflight(self, backend: BackendId, count: int) -> None:
-        """Record the shared in-flight count (a hint; the SlotBook decides)."""
+    def set_inflight(self, backend: BackendId, seen: SlotCount) -> None:
+        """Record the shared in-flight count (a hint; the SlotBook decides). A count older than
+        one already applied is ignored."""
         state = self._states.get(backend)
-        if state is None:
+        if state is None or seen.version <= state.version:
             return
+        state.version = seen.version
+        self._count(state, seen.inflight)
+
+    def _count(self, state: _State, count: int) -> None:
         freed = count < state.inflight
         if freed and state.inflight >= self.max_inflight:
             state.freed_at = self._clock()
@@ -236,7 +251,7 @@ class BackendPool:
         count comes back. The dispatcher may claim meanwhile; its reservation decides."""
         state = self._states.get(backend)
         if state is not None and state.inflight > 0:
-            self.set_inflight(backend, state.inflight - 1)
+            self._count(state, state.inflight - 1)
 
     def take_refill_gap(self, backend: BackendId) -> float | None:
         """Seconds since a full backend got a slot back, once per freed slot (for the
@@ -299,11 +314,12 @@ class BackendPool:
         """Wake whoever waits for a slot (a slot was freed or a backend came back)."""
         self._changed.set()
 
-    async def wait_for_slot(self) -> None:
-        """Return once some healthy backend has a free slot (by the current hints)."""
+    async def wait_for_slot(self, stop: asyncio.Event | None = None) -> None:
+        """Return once some healthy backend has a free slot (by the current hints), or once
+        `stop` is set (whoever sets it calls `signal`)."""
         while True:
             self._changed.clear()
-            if self.has_free_slot():
+            if self.has_free_slot() or (stop is not None and stop.is_set()):
                 return
             await self._changed.wait()
 

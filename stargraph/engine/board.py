@@ -36,7 +36,7 @@ class BackendBoard:
         if not backends:
             return []
         raw = await self._redis.mget([self._key_prefix + b for b in backends])
-        counts = await self._slots.counts(backends)
+        counts = {b: seen.inflight for b, seen in (await self._slots.counts(backends)).items()}
         return [
             replace(_status(backend, data, max_inflight), inflight=counts.get(backend, 0))
             for backend, data in zip(backends, raw, strict=True)

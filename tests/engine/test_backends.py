@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from stargraph.domain.backends import BackendPool
+from stargraph.domain.backends import BackendPool, SlotCount
 from stargraph.domain.types import BackendId
+from tests.engine.counts import fresh
 
 A, B, C = BackendId("http://a"), BackendId("http://b"), BackendId("http://c")
 
@@ -19,7 +20,7 @@ def _pool() -> BackendPool:
 
 async def test_a_backend_that_last_ran_the_checkpoint_comes_first_then_the_least_loaded() -> None:
     pool = _pool()
-    pool.set_inflight(A, 1)
+    pool.set_inflight(A, fresh(1))
     pool.note_checkpoint(C, "xl.safetensors")
     assert pool.candidates("xl.safetensors") == [C, B, A]
     assert pool.candidates("other") == [B, C, A]
@@ -27,7 +28,7 @@ async def test_a_backend_that_last_ran_the_checkpoint_comes_first_then_the_least
 
 async def test_full_or_unhealthy_backends_get_no_jobs() -> None:
     pool = _pool()
-    pool.set_inflight(A, 2)
+    pool.set_inflight(A, fresh(2))
     pool.mark_down(B, "socket closed")
     assert pool.candidates(None) == [C]
     snapshot = {s.url: s for s in pool.snapshot()}
@@ -38,12 +39,23 @@ async def test_full_or_unhealthy_backends_get_no_jobs() -> None:
 async def test_waiting_for_a_slot_wakes_when_one_is_freed() -> None:
     pool = BackendPool([A], max_inflight=1)
     pool.mark_up(A)
-    pool.set_inflight(A, 1)
+    pool.set_inflight(A, fresh(1))
     waiter = asyncio.ensure_future(pool.wait_for_slot())
     await asyncio.sleep(0)
     assert not waiter.done()
-    pool.set_inflight(A, 0)
+    pool.set_inflight(A, fresh(0))
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_an_answer_older_than_one_applied_cannot_free_a_slot_again() -> None:
+    # a release's answer (count 1) arriving after the next reservation's (count 2)
+    pool = BackendPool([A], max_inflight=2)
+    pool.mark_up(A)
+    release, reservation = SlotCount(1, 41), SlotCount(2, 42)
+    pool.set_inflight(A, reservation)
+    pool.set_inflight(A, release)
+    assert pool.candidates(None) == []
+    assert pool.snapshot()[0].inflight == 2
 
 
 async def test_a_backed_off_backend_comes_back_by_itself() -> None:

@@ -15,6 +15,7 @@ from stargraph.domain.jobs import Job, JobStatus
 from stargraph.domain.types import JobId
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.store.jobs import TortoiseJobStore
+from tests.engine.counts import fresh
 from tests.engine.factory import make_job
 from tests.engine.harness import Rig, engine_rig
 
@@ -43,7 +44,7 @@ def full_pool(rig: Rig) -> BackendPool:
     pool = BackendPool(rig.backends, max_inflight=1)
     for backend in rig.backends:
         pool.mark_up(backend)
-        pool.set_inflight(backend, 1)  # every slot busy
+        pool.set_inflight(backend, fresh(1))  # every slot busy
     return pool
 
 
@@ -74,7 +75,7 @@ async def run_until_dispatched(
         if meanwhile is not None:
             await meanwhile()
         jobs.reads.clear()
-        pool.set_inflight(rig.backends[0], 0)
+        pool.set_inflight(rig.backends[0], fresh(0))
         await rig.wait_status(job.id, JobStatus.DISPATCHED, JobStatus.RUNNING)
         await until(lambda: bool(sent))
         return sent[0], list(jobs.reads)

@@ -6,6 +6,7 @@ import asyncio
 
 from stargraph.domain.backends import BackendPool
 from stargraph.domain.types import BackendId
+from tests.engine.counts import fresh
 
 B = BackendId("http://gpu-1")
 
@@ -13,10 +14,10 @@ B = BackendId("http://gpu-1")
 async def test_the_gap_runs_from_a_full_backend_freeing_a_slot_to_the_next_send() -> None:
     now = [100.0]
     pool = BackendPool([B], max_inflight=2, clock=lambda: now[0])
-    pool.set_inflight(B, 2)
+    pool.set_inflight(B, fresh(2))
     assert pool.take_refill_gap(B) is None  # nothing freed yet
     now[0] = 101.0
-    pool.set_inflight(B, 1)  # a slot frees on a full backend
+    pool.set_inflight(B, fresh(1))  # a slot frees on a full backend
     now[0] = 101.004
     gap = pool.take_refill_gap(B)
     assert gap is not None and abs(gap - 0.004) < 1e-9
@@ -25,16 +26,16 @@ async def test_the_gap_runs_from_a_full_backend_freeing_a_slot_to_the_next_send(
 
 async def test_no_gap_when_the_backend_was_not_full() -> None:
     pool = BackendPool([B], max_inflight=2, clock=lambda: 5.0)
-    pool.set_inflight(B, 1)
-    pool.set_inflight(B, 0)
+    pool.set_inflight(B, fresh(1))
+    pool.set_inflight(B, fresh(0))
     assert pool.take_refill_gap(B) is None
 
 
 async def test_an_empty_queue_ends_the_wait_so_idle_time_is_not_counted_as_a_gap() -> None:
     now = [0.0]
     pool = BackendPool([B], max_inflight=1, clock=lambda: now[0])
-    pool.set_inflight(B, 1)
-    pool.set_inflight(B, 0)
+    pool.set_inflight(B, fresh(1))
+    pool.set_inflight(B, fresh(0))
     pool.nothing_to_refill()  # the dispatcher found the queue empty
     now[0] = 60.0
     assert pool.take_refill_gap(B) is None  # the next job's send a minute later is no gap
@@ -42,8 +43,8 @@ async def test_an_empty_queue_ends_the_wait_so_idle_time_is_not_counted_as_a_gap
 
 async def test_an_ending_waits_for_its_freed_slot_to_be_refilled_first() -> None:
     pool = BackendPool([B], max_inflight=1)
-    pool.set_inflight(B, 1)
-    pool.set_inflight(B, 0)  # a slot frees on a full backend
+    pool.set_inflight(B, fresh(1))
+    pool.set_inflight(B, fresh(0))  # a slot frees on a full backend
     ending = asyncio.create_task(pool.refill_first(B, within_s=30))
     await asyncio.sleep(0.01)
     assert not ending.done()  # waits while the slot is not refilled
@@ -54,26 +55,26 @@ async def test_an_ending_waits_for_its_freed_slot_to_be_refilled_first() -> None
 
 async def test_an_ending_does_not_wait_when_no_refill_is_coming() -> None:
     pool = BackendPool([B], max_inflight=2)
-    pool.set_inflight(B, 1)
-    pool.set_inflight(B, 0)  # the backend was not full: nothing to refill
+    pool.set_inflight(B, fresh(1))
+    pool.set_inflight(B, fresh(0))  # the backend was not full: nothing to refill
     await asyncio.wait_for(pool.refill_first(B, within_s=30), 1)
 
-    pool.set_inflight(B, 2)
-    pool.set_inflight(B, 1)
+    pool.set_inflight(B, fresh(2))
+    pool.set_inflight(B, fresh(1))
     ending = asyncio.create_task(pool.refill_first(B, within_s=30))
     await asyncio.sleep(0.01)
     pool.nothing_to_refill()  # the queue is empty
     await asyncio.wait_for(ending, 1)
     # and when no dispatcher answers at all, the wait is bounded
-    pool.set_inflight(B, 2)
-    pool.set_inflight(B, 1)
+    pool.set_inflight(B, fresh(2))
+    pool.set_inflight(B, fresh(1))
     await asyncio.wait_for(pool.refill_first(B, within_s=0.01), 1)
 
 
 async def test_a_job_leaving_a_full_backend_wakes_the_dispatcher_before_redis_answers() -> None:
     pool = BackendPool([B], max_inflight=2)
     pool.mark_up(B)
-    pool.set_inflight(B, 2)
+    pool.set_inflight(B, fresh(2))
     waiting = asyncio.create_task(pool.wait_for_slot())
     await asyncio.sleep(0.01)
     assert not waiting.done()
@@ -81,5 +82,5 @@ async def test_a_job_leaving_a_full_backend_wakes_the_dispatcher_before_redis_an
     pool.note_left(B)  # the listener saw the end; the SlotBook's release is still on its way
     await asyncio.wait_for(waiting, 1)
     assert pool.take_refill_gap(B) is not None  # the gap runs from this moment
-    pool.set_inflight(B, 1)  # the release's count agrees: nothing changes
+    pool.set_inflight(B, fresh(1))  # the release's count agrees: nothing changes
     assert pool.snapshot()[0].inflight == 1

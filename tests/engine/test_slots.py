@@ -20,21 +20,40 @@ async def test_at_most_limit_slots_even_when_many_reserve_at_once(
         *(books[i % 4].reserve(B, JobId(f"job-{i}"), 2, 30) for i in range(20))
     )
     assert sum(taken for taken, _ in results) == 2
-    assert (await books[0].counts([B]))[B] == 2
+    assert (await books[0].counts([B]))[B].inflight == 2
+    versions = [seen.version for _, seen in results]
+    assert len(set(versions)) == len(versions)  # each answer has its own place in Redis' order
 
 
 async def test_a_reservation_is_idempotent_and_a_release_frees_it(
     redis: Redis, redis_prefix: str
 ) -> None:
     book = RedisSlotBook(redis, redis_prefix)
-    assert await book.reserve(B, JobId("a"), 1, 30) == (True, 1)
-    assert await book.reserve(B, JobId("a"), 1, 30) == (True, 1)
-    assert await book.reserve(B, JobId("b"), 1, 30) == (False, 1)
+
+    async def reserve(job: str) -> tuple[bool, int]:
+        taken, seen = await book.reserve(B, JobId(job), 1, 30)
+        return taken, seen.inflight
+
+    assert await reserve("a") == (True, 1)
+    assert await reserve("a") == (True, 1)
+    assert await reserve("b") == (False, 1)
     await book.confirm(B, JobId("a"))
     assert await book.held([B]) == {B: [JobId("a")]}
-    assert await book.release(B, JobId("a")) == 0
-    assert await book.release(B, JobId("a")) == 0  # a second release changes nothing
-    assert await book.reserve(B, JobId("b"), 1, 30) == (True, 1)
+    assert (await book.release(B, JobId("a"))).inflight == 0
+    assert (await book.release(B, JobId("a"))).inflight == 0  # a second release changes nothing
+    assert await reserve("b") == (True, 1)
+
+
+async def test_versions_grow_in_redis_order_even_across_a_flush(
+    redis: Redis, redis_prefix: str
+) -> None:
+    book = RedisSlotBook(redis, redis_prefix)
+    _, first = await book.reserve(B, JobId("a"), 2, 30)
+    second = await book.release(B, JobId("a"))
+    assert second.version > first.version
+    await redis.delete(*await redis.keys(f"{redis_prefix}*"))  # as after a flush or a restart
+    _, third = await book.reserve(B, JobId("b"), 2, 30)
+    assert third.version > second.version
 
 
 async def test_an_unconfirmed_reservation_lapses_but_a_confirmed_one_stays(
@@ -45,7 +64,7 @@ async def test_an_unconfirmed_reservation_lapses_but_a_confirmed_one_stays(
     await book.reserve(B, JobId("sent"), 2, 0.001)
     await book.confirm(B, JobId("sent"))
     await asyncio.sleep(0.01)
-    assert (await book.counts([B]))[B] == 1
+    assert (await book.counts([B]))[B].inflight == 1
     assert await book.held([B]) == {B: [JobId("sent")]}
 
 
@@ -60,5 +79,6 @@ async def test_releases_reach_every_process(redis: Redis, redis_prefix: str) -> 
         done, _ = await asyncio.wait({first}, timeout=0.05)
         if done:
             break
-    assert first.result() == (B, 0)
+    backend, seen = first.result()
+    assert (backend, seen.inflight) == (B, 0)
     await feed.aclose()
