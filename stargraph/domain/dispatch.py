@@ -141,6 +141,7 @@ class Dispatcher:
         """Dispatch until `stop` is set. Jobs are claimed and given a slot one at a time, in
         queue order; their sends then run side by side, but each backend receives its jobs
         in that order. Sends under way when `stop` is set complete before this returns."""
+        stopping = asyncio.ensure_future(self._wake_on(stop))
         try:
             async with asyncio.TaskGroup() as sends:
                 while not stop.is_set():
@@ -151,13 +152,22 @@ class Dispatcher:
                         log.exception("dispatcher step failed; retrying")
                         await _unless_stopped(asyncio.sleep(_RETRY_S), stop)
         finally:
+            stopping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopping
             await self._ahead.aclose()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        """Wake the slot wait when `stop` is set (cheaper than racing every wait against it)."""
+        await stop.wait()
+        self._pool.signal()
 
     async def _next(self, sends: asyncio.TaskGroup, stop: asyncio.Event) -> None:
         if not self._pool.has_free_slot():
             self._ahead.start()
-        if not await _unless_stopped(self._pool.wait_for_slot(), stop):
-            return
+            await self._pool.wait_for_slot(stop)  # resumes in one step when a slot frees
+            if stop.is_set():
+                return
         claim = await self._claim()
         if claim is None:
             self._pool.nothing_to_refill()
@@ -201,12 +211,14 @@ class Dispatcher:
             await self._free(backend, job)
             await self._queue.ack(ticket.claim)
             return
-        # announced while the POST travels (the listener's "started" comes much later)
+        if before is not None and not before.done():
+            await asyncio.wait({before})  # the job claimed earlier reaches it first
+        sending = asyncio.ensure_future(self._send(ticket.claim, dispatched, backend))
+        # announced while the POST travels (the listener's "started" comes later), but only
+        # once the POST is on its way: the freed slot waits for nothing else
         announced = asyncio.ensure_future(self._publish_dispatched(dispatched))
         try:
-            if before is not None:
-                await asyncio.wait({before})  # the job claimed earlier reaches it first
-            await self._send(ticket.claim, dispatched, backend)
+            await sending
         finally:
             await announced
 

@@ -58,7 +58,7 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = ("follow", "heard_at", "job", "last_step", "started")
+    __slots__ = ("follow", "heard_at", "job", "last_step", "started", "steps_done")
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -66,6 +66,7 @@ class _Live:
         self.heard_at = time.monotonic()  # the last message about it (or when it was sent)
         self.started: float | None = None
         self.last_step = 0  # the newest step handed to the effects queue
+        self.steps_done = 0  # its step count once the last step is reached (0 before)
 
 
 class Listener:
@@ -251,11 +252,11 @@ class Listener:
                     )
                 )
             case _:
-                self._spawn(self._finish(job, change))
+                self._spawn(self._finish(live, change))
 
     async def _stepped(self, live: _Live, step: int, max_steps: int) -> None:
-        if step == max_steps:  # the row of an ended job shows its last step
-            await self._progress.write_now(live.job.id, step, max_steps)
+        if step == max_steps:  # the ending writes it, once the freed slot is refilled
+            live.steps_done = max_steps
         elif step == live.last_step:  # the newest: an older one waiting here is not written
             self._progress.note(live.job.id, step, max_steps)
         await self._events.publish(
@@ -302,9 +303,12 @@ class Listener:
             return
         self._pool.set_inflight(self.backend, count)
 
-    async def _finish(self, job: Job, outcome: Change) -> None:
+    async def _finish(self, live: _Live, outcome: Change) -> None:
+        job = live.job
         try:
             await self._pool.refill_first(self.backend)
+            if live.steps_done:  # the row of an ended job shows its last step
+                await self._progress.write_now(job.id, live.steps_done, live.steps_done)
             await self._finisher.end(job, self.backend, outcome)  # type: ignore[arg-type]
         finally:
             self._ending.discard(job.id)
