@@ -157,10 +157,9 @@ class RedisJobQueue:
             return None
         return Claim(JobId(_text(job)), backend, token)
 
-    async def head(self) -> JobId | None:
-        """The job the next claim would take, without claiming it; None when nothing waits."""
-        job = await self._run("head")
-        return None if job is None else JobId(_text(job))
+    async def heads(self, n: int) -> list[JobId]:
+        """The jobs the next `n` claims would take, in order, without claiming them."""
+        return [JobId(_text(job)) for job in await self._run("head", n)]
 
     async def ack(self, claim: Claim) -> bool:
         """End the lease if `claim` still holds it (False after it expired or was removed)."""

@@ -310,6 +310,15 @@ class BackendPool:
             ),
         )
 
+    def pick(self, checkpoint: str | None) -> BackendId | None:
+        """The first of `candidates(checkpoint)`, counted one slot busier at once, so that
+        the next pick looks elsewhere before the SlotBook's count comes back."""
+        free = self.candidates(checkpoint)
+        if not free:
+            return None
+        self._states[free[0]].inflight += 1
+        return free[0]
+
     def signal(self) -> None:
         """Wake whoever waits for a slot (a slot was freed or a backend came back)."""
         self._changed.set()

@@ -1,11 +1,13 @@
 """The dispatcher: a free slot and a waiting job meet, and the job goes to a backend.
 
 One step: wait for a free slot (pool signal) → claim the best waiting job with a lease (or
-wait for work: queue signal) → reserve a slot on the best backend for its checkpoint (shared
-SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST with prompt id = job id and client
-id = that backend's listener → confirm the slot and ack. While every slot is busy the next
-job is read ahead, so a freed slot costs two Redis scripts and one UPDATE before its POST;
-and the ending of the job that freed it waits for that POST (`BackendPool.refill_first`).
+wait for work: queue signal) → pick the best backend for its checkpoint by the local hints;
+then, in a task of its own while the next step claims for the next free slot: reserve a slot
+there (shared SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST with prompt id = job
+id and client id = that backend's listener → confirm the slot and ack. While every slot is
+busy the next jobs are read ahead, so a freed slot costs two Redis scripts and one UPDATE
+before its POST; and the ending of the job that freed it waits for that POST
+(`BackendPool.refill_first`).
 
 Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
 job that never reached the backend is found by reconciliation (neither in the backend's
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 REJECTED = "COMFY_VALIDATION"
 _RETRY_S = 0.5
+_READ_AHEAD_MAX = 4  # jobs read ahead at most, for slots freeing on several backends at once
 UNREACHABLE = "DISPATCH_FAILED"
 
 
@@ -58,7 +61,7 @@ def _now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class _Ticket:
-    """A claimed job with a slot reserved on `backend`."""
+    """A claimed job and the backend picked for it (its slot is reserved next)."""
 
     claim: Claim
     job: Job
@@ -66,39 +69,39 @@ class _Ticket:
 
 
 class _ReadAhead:
-    """The queue's next job, read from the store while every slot is busy, so that a freed
-    slot costs no database read before its POST.
+    """The queue's next jobs, read from the store while every slot is busy, so that freed
+    slots cost no database read before their POSTs.
 
-    The copy may be stale by the time it is claimed; only its fixed fields are relied on.
+    A copy may be stale by the time it is claimed; only its fixed fields are relied on.
     Its status and attempts are checked by `JobStore.mark_dispatched`'s compare-and-set.
     """
 
-    def __init__(self, queue: JobQueue, jobs: JobStore) -> None:
+    def __init__(self, queue: JobQueue, jobs: JobStore, depth: int) -> None:
         self._queue = queue
         self._jobs = jobs
-        self._next: Job | None = None
+        self._depth = depth  # how many slots may free at once (one per backend, bounded)
+        self._next: dict[JobId, Job] = {}
         self._reading: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Read the queue's head in the background (once at a time)."""
+        """Read the queue's first jobs in the background (once at a time)."""
         if self._reading is None or self._reading.done():
             self._reading = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
         try:
-            head = await self._queue.head()
-            if head is not None and (self._next is None or self._next.id != head):
-                self._next = await self._jobs.get(head)
+            heads = await self._queue.heads(self._depth)
+            kept = {job_id: self._next[job_id] for job_id in heads if job_id in self._next}
+            for job_id in heads:
+                if job_id not in kept and (job := await self._jobs.get(job_id)) is not None:
+                    kept[job_id] = job
+            self._next = kept
         except Exception:  # only a shortcut: the claim reads the job itself
             log.debug("read-ahead failed", exc_info=True)
 
     def take(self, job_id: JobId) -> Job | None:
-        """The copy read ahead if it is `job_id`'s; it is used once."""
-        ahead = self._next
-        if ahead is None or ahead.id != job_id:
-            return None
-        self._next = None
-        return ahead
+        """The copy read ahead if `job_id` was read; it is used once."""
+        return self._next.pop(job_id, None)
 
     async def aclose(self) -> None:
         if self._reading is not None:
@@ -135,12 +138,13 @@ class Dispatcher:
         self._refill_gap = refill_gap  # observes slot-free → POST (a metric)
         self._clock = clock
         self._last_send: dict[BackendId, asyncio.Task[None]] = {}
-        self._ahead = _ReadAhead(queue, jobs)
+        self._ahead = _ReadAhead(queue, jobs, min(len(pool.backends), _READ_AHEAD_MAX))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Dispatch until `stop` is set. Jobs are claimed and given a slot one at a time, in
-        queue order; their sends then run side by side, but each backend receives its jobs
-        in that order. Sends under way when `stop` is set complete before this returns."""
+        """Dispatch until `stop` is set. Jobs are claimed and given a backend one at a time,
+        in queue order; their reservations and sends then run side by side, but each backend
+        receives its jobs in that order. Sends under way when `stop` is set complete before
+        this returns."""
         stopping = asyncio.ensure_future(self._wake_on(stop))
         try:
             async with asyncio.TaskGroup() as sends:
@@ -173,29 +177,25 @@ class Dispatcher:
             self._pool.nothing_to_refill()
             await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
             return
-        ticket = await self._take(claim)
-        if ticket is not None:
-            before = self._last_send.get(ticket.backend)
-            task = sends.create_task(self._deliver_in_turn(ticket, before))
-            self._last_send[ticket.backend] = task
+        job = self._ahead.take(claim.job_id) or await self._jobs.get(claim.job_id)
+        if job is None or job.status is not JobStatus.QUEUED:
+            await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
+            return
+        backend = self._pool.pick(job.params.model)
+        if backend is None:  # the free slot went meanwhile (its backend left, say)
+            await self._queue.requeue(job.id)
+            return
+        # The reservation and the send go on in their own task, so that the next claim for
+        # another free slot need not wait for them; each backend still gets its jobs in turn.
+        before = self._last_send.get(backend)
+        task = sends.create_task(self._deliver_in_turn(_Ticket(claim, job, backend), before))
+        self._last_send[backend] = task
 
     async def _claim(self) -> Claim | None:
         hint = self._pool.candidates(None)
         if not hint:
             return None
         return await self._queue.claim(hint[0], self._policy.lease_s)
-
-    async def _take(self, claim: Claim) -> _Ticket | None:
-        """The claimed job with a slot reserved for it; None when it cannot go now."""
-        job = self._ahead.take(claim.job_id) or await self._jobs.get(claim.job_id)
-        if job is None or job.status is not JobStatus.QUEUED:
-            await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
-            return None
-        backend = await self._reserve(job)
-        if backend is None:
-            await self._queue.requeue(job.id)  # another process took the slot first
-            return None
-        return _Ticket(claim, job, backend)
 
     async def _deliver_in_turn(self, ticket: _Ticket, before: asyncio.Task[None] | None) -> None:
         try:
@@ -205,7 +205,13 @@ class Dispatcher:
             log.exception("dispatch of %s failed", ticket.job.id)
 
     async def _deliver(self, ticket: _Ticket, before: asyncio.Task[None] | None = None) -> None:
-        job, backend = ticket.job, ticket.backend
+        job = ticket.job
+        backend = await self._reserve(job, ticket.backend)
+        if backend is None:
+            await self._queue.requeue(job.id)  # other processes took the slots first
+            return
+        if backend != ticket.backend:
+            before = None  # (rare) another backend took it: nothing was sent there before it
         dispatched = await self._mark_dispatched(job, backend)
         if dispatched is None:  # cancelled meanwhile
             await self._free(backend, job)
@@ -232,8 +238,11 @@ class Dispatcher:
             return None
         return await self._jobs.mark_dispatched(current, backend, self._clock())
 
-    async def _reserve(self, job: Job) -> BackendId | None:
-        for backend in self._pool.candidates(job.params.model):
+    async def _reserve(self, job: Job, picked: BackendId) -> BackendId | None:
+        """A slot for `job` in the SlotBook: on `picked` if it still has room there, else on
+        the next best backend; None when every one is full."""
+        others = [b for b in self._pool.candidates(job.params.model) if b != picked]
+        for backend in (picked, *others):
             taken, count = await self._slots.reserve(
                 backend, job.id, self._pool.max_inflight, self._policy.lease_s
             )

@@ -53,8 +53,8 @@ class JobQueue(Protocol):
         """Atomically lease the best waiting job to `backend`; None when the queue is empty."""
         ...
 
-    async def head(self) -> JobId | None:
-        """The job the next claim would take (a hint: claims may race it); None if empty."""
+    async def heads(self, n: int) -> list[JobId]:
+        """The jobs the next `n` claims would take, in order (a hint: claims may race it)."""
         ...
 
     async def ack(self, claim: Claim) -> bool:

@@ -72,18 +72,20 @@ async def test_bands_run_urgent_high_normal_low_and_front_before_all(
     assert await claim_all(queue) == ["front", "urgent", "high", "normal", "low"]
 
 
-async def test_head_names_the_job_the_next_claim_takes_without_taking_it(
+async def test_heads_name_the_jobs_the_next_claims_take_without_taking_them(
     queue: RedisJobQueue,
 ) -> None:
-    assert await queue.head() is None
+    assert await queue.heads(2) == []
     await queue.enqueue_many([job("a0"), job("a1"), job("b0", B), job("c0", C, Priority.HIGH)])
     await queue.enqueue(QueuedJob(JobId("front"), B, Priority.LOW, front=True))
 
     seen = []
-    while (head := await queue.head()) is not None:
-        assert await queue.head() == head  # reading it changes nothing
-        assert await next_claimed(queue) == head
-        seen.append(head)
+    while heads := await queue.heads(2):
+        assert await queue.heads(2) == heads  # reading them changes nothing
+        assert await next_claimed(queue) == heads[0]
+        if len(heads) == 2:
+            assert await queue.heads(1) == heads[1:]
+        seen.append(heads[0])
     assert seen == ["front", "c0", "a0", "b0", "a1"]
 
 

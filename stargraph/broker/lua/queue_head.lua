@@ -1,4 +1,6 @@
--- ARGV: channel. The job the next claim would take (read only); its id or false.
-local top = redis.call('ZRANGE', ORDER, 0, 0)[1]
-if not top then return false end
-return job_of(top)
+-- ARGV: channel, n. The jobs the next n claims would take, in order (read only).
+local out = {}
+for i, member in ipairs(redis.call('ZRANGE', ORDER, 0, tonumber(ARGV[2]) - 1)) do
+  out[i] = job_of(member)
+end
+return out
