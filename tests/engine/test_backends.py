@@ -58,6 +58,14 @@ async def test_an_answer_older_than_one_applied_cannot_free_a_slot_again() -> No
     assert pool.snapshot()[0].inflight == 2
 
 
+async def test_a_picked_backend_counts_busier_at_once_so_the_next_pick_looks_elsewhere() -> None:
+    pool = _pool()
+    pool.set_inflight(A, fresh(1))
+    assert [pool.pick(None) for _ in range(5)] == [B, C, A, B, C]
+    assert pool.pick(None) is None  # every slot picked
+    assert not pool.has_free_slot()
+
+
 async def test_a_backed_off_backend_comes_back_by_itself() -> None:
     pool = BackendPool([A], max_inflight=1)
     pool.mark_up(A)

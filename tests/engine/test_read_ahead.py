@@ -9,10 +9,10 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from stargraph.domain.backends import BackendPool
+from stargraph.domain.backends import BackendPool, SlotCount
 from stargraph.domain.dispatch import Dispatcher, DispatchPolicy
 from stargraph.domain.jobs import Job, JobStatus
-from stargraph.domain.types import JobId
+from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.store.jobs import TortoiseJobStore
 from tests.engine.counts import fresh
@@ -48,13 +48,19 @@ def full_pool(rig: Rig) -> BackendPool:
     return pool
 
 
-def dispatcher(rig: Rig, jobs: TortoiseJobStore, pool: BackendPool, sent: list[Job]) -> Dispatcher:
+def dispatcher(
+    rig: Rig,
+    jobs: TortoiseJobStore,
+    pool: BackendPool,
+    sent: list[Job],
+    slots: RedisSlotBook | None = None,
+) -> Dispatcher:
     return Dispatcher(
         queue=rig.queue,
         jobs=jobs,
         events=rig.events,
         pool=pool,
-        slots=RedisSlotBook(rig.redis, rig.prefix),
+        slots=slots or RedisSlotBook(rig.redis, rig.prefix),
         gateway=rig.gateway,
         client_ids={b: "read-ahead-test" for b in rig.backends},
         policy=DispatchPolicy(lease_s=5.0, max_attempts=3),
@@ -114,3 +120,51 @@ async def test_a_copy_made_stale_by_another_dispatcher_counts_attempts_from_the_
         assert dispatched.attempts == 2
         stored = await rig.jobs.get(job.id)
         assert stored is not None and stored.attempts == 2
+
+
+class HeldReservations(RedisSlotBook):
+    """The real slot book, whose first reservation waits until `go` is set."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        super().__init__(redis, prefix)
+        self.go = asyncio.Event()
+        self.asked: list[JobId] = []
+
+    async def reserve(
+        self, backend: BackendId, job_id: JobId, limit: int, ttl_s: float
+    ) -> tuple[bool, SlotCount]:
+        self.asked.append(job_id)
+        if len(self.asked) == 1:
+            await self.go.wait()
+        return await super().reserve(backend, job_id, limit, ttl_s)
+
+
+async def test_slots_freeing_together_are_refilled_side_by_side(
+    db: str, redis: Redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with engine_rig(redis, redis_prefix, tmp_path, backends=2, start=False) as rig:
+        user = await rig.user("ann")
+        first = await rig.submit(make_job(user))
+        second = await rig.submit(make_job(user))
+        jobs, pool, stop, sent = ReadsSeen(rig), full_pool(rig), asyncio.Event(), []
+        slots = HeldReservations(rig.redis, rig.prefix)
+        running = asyncio.create_task(dispatcher(rig, jobs, pool, sent, slots).run(stop))
+        try:
+            await until(lambda: {first.id, second.id} <= set(jobs.reads))
+            jobs.reads.clear()
+            for backend in rig.backends:  # both backends end a job at the same moment
+                pool.set_inflight(backend, fresh(0))
+
+            # the second job is claimed, given its slot and sent while the first one's
+            # reservation is still held up
+            await until(lambda: [job.id for job in sent] == [second.id])
+            assert slots.asked == [first.id, second.id]
+            slots.go.set()
+
+            await until(lambda: len(sent) == 2)
+            assert {job.backend for job in sent} == set(rig.backends)
+            assert jobs.reads == []  # both were read ahead
+        finally:
+            stop.set()
+            slots.go.set()
+            await asyncio.wait_for(running, 10)
