@@ -12,7 +12,9 @@
 - Back-off between failed attempts: jittered, growing, capped; attempts never stop.
 - Keepalive pings (the server answers them); a missing pong closes the socket.
 - Silence detector: while `set_active(True)` (a job is believed to be in this server) a socket
-  that delivers no frame for `silence_timeout` seconds is closed and reopened.
+  that delivers no frame for `silence_timeout` seconds is closed and reopened. One timer
+  watches a whole silence; a frame only notes the time.
+- No permessage-deflate.
 - Frames that do not parse are logged and skipped.
 """
 
@@ -96,7 +98,9 @@ class ComfySocket:
         self._ws: ClientConnection | None = None
         self._closing = asyncio.Event()
         self._active = False
-        self._deadline: asyncio.Timeout | None = None
+        self._deadline: asyncio.Timeout | None = None  # of the receive now waiting, if any
+        self._quiet_since = 0.0  # loop time the silence is counted from
+        self._watchdog: asyncio.TimerHandle | None = None
         self._ever_connected = False
         self._down_reported = False
 
@@ -105,9 +109,12 @@ class ComfySocket:
         return self._ws is not None
 
     def set_active(self, active: bool) -> None:
-        """Tell the socket whether a job is believed to be queued or running on this server."""
+        """Tell the socket whether a job is believed to be queued or running on this server.
+        Either way the silence is counted afresh from now."""
         self._active = active
-        self._arm_silence()
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to watch yet
+            self._quiet_since = asyncio.get_running_loop().time()
+            self._arm_silence()
 
     def __aiter__(self) -> AsyncIterator[SocketEvent]:
         return self._events()
@@ -162,6 +169,9 @@ class ComfySocket:
             open_timeout=self._open_timeout,
             close_timeout=self._close_timeout,
             max_size=self._max_size,
+            # Frames are small JSON and already-compressed previews: permessage-deflate would
+            # cost CPU on both ends for every frame and save next to nothing.
+            compression=None,
         )
         connecting = asyncio.ensure_future(opening)
         closing = asyncio.ensure_future(self._closing.wait())
@@ -197,6 +207,7 @@ class ComfySocket:
         try:
             async with asyncio.timeout(None) as deadline:
                 self._deadline = deadline
+                self._quiet_since = asyncio.get_running_loop().time()
                 self._arm_silence()
                 frame = await ws.recv()
         except TimeoutError:
@@ -220,16 +231,33 @@ class ComfySocket:
             return None
 
     def _arm_silence(self) -> None:
-        deadline = self._deadline
-        if deadline is None or deadline.expired():
-            return
+        """Start the watchdog unless it runs: one timer per silence, not one per frame."""
+        if self._active and self._watchdog is None:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_at(self._quiet_since + self.silence_timeout, self._watch)
+
+    def _watch(self) -> None:
+        """Expire the waiting receive if nothing came for `silence_timeout`; else look again
+        when the silence, as counted now, would reach it."""
+        self._watchdog = None
+        if not self._active or self._closing.is_set():
+            return  # set_active(True) starts it again
         loop = asyncio.get_running_loop()
-        when = loop.time() + self.silence_timeout if self._active else None
-        with contextlib.suppress(RuntimeError):
-            deadline.reschedule(when)
+        deadline = self._deadline
+        if deadline is None:  # not waiting for a frame: the consumer holds the last one
+            self._quiet_since = loop.time()
+        elif loop.time() >= self._quiet_since + self.silence_timeout:
+            if not deadline.expired():
+                with contextlib.suppress(RuntimeError):
+                    deadline.reschedule(loop.time())  # the receive raises TimeoutError
+            return
+        self._arm_silence()
 
     async def _close(self, ws: ClientConnection) -> None:
         self._ws = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         with contextlib.suppress(Exception):
             await ws.close()
 
