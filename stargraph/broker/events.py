@@ -5,12 +5,13 @@
 stream id is the event's cursor; both steps happen at once, so the cursor order is the
 delivery order in every process.
 
-Each process runs ONE listener: a pub/sub connection on that channel (and on the queue-moved
-channel). It decodes an event once, only when a local follower of its user exists, and offers
-it to each such follower's bounded buffer. A follower whose buffer is full is closed with
-`SubscriberLagged`; nobody waits for it. Whenever the listener (re)subscribes, every follower
-re-reads its stream after its last cursor, so what was published while the connection was
-down still arrives.
+Each process runs ONE listener: a pub/sub connection on the queue-moved channel, and on that
+channel from its first follower on (a process that follows nobody, such as a worker, does not
+read every event published). It decodes an event once, only when a local follower of its user
+exists, and offers it to each such follower's bounded buffer. A follower whose buffer is full
+is closed with `SubscriberLagged`; nobody waits for it. Whenever the listener resubscribes,
+every follower re-reads its stream after its last cursor, so what was published while the
+connection was down still arrives.
 
 Hand-over from replay to live: a follower registers its buffer BEFORE it reads the stream,
 and drops buffered events whose cursor is not after the last one it yielded. Nothing falls
@@ -181,10 +182,12 @@ class RedisEventBus:
         self._ticker = Coalescer(tick_interval_s, self._tick)
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
+        self._subscriber: asyncio.Task[None] | None = None  # subscribes to the events, once
+        self._events_live = asyncio.Event()  # that subscription was confirmed
         self._ready = asyncio.Event()
         self._retry_s = _FIRST_RETRY_S
         self._closed = False
-        self.subscriptions = 0  # times the listener (re)subscribed: above 1 after a reconnect
+        self.subscriptions = 0  # times the events channel was (re)subscribed: >1 after a reconnect
 
     # -- publishing (any process) --------------------------------------------------------
 
@@ -266,6 +269,11 @@ class RedisEventBus:
         follower = Follower(user_id, self._buffer_size, ticks)
         self._registry.add(follower)  # before reading the stream: see the module docstring
         try:
+            if not self._events_live.is_set():
+                self._want_events()
+                await self._events_live.wait()
+                if self._closed:
+                    return
             if start is None:
                 start = await self.last_cursor(user_id)
             else:
@@ -349,7 +357,7 @@ class RedisEventBus:
             raise RuntimeError("an event bus starts once")
         pubsub = self._listen_redis.pubsub()
         self._pubsub = pubsub
-        await pubsub.subscribe(self._names.channel, self._names.ticks)
+        await pubsub.subscribe(self._names.ticks)
         self._task = asyncio.create_task(self._listen(), name="stargraph-event-listener")
         try:
             await asyncio.wait_for(self._ready.wait(), timeout_s)
@@ -360,15 +368,17 @@ class RedisEventBus:
     async def aclose(self) -> None:
         """Stop the listener; open followers end, queue ticks stop."""
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        for task in (self._subscriber, self._task):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
         self._ticker.cancel()
+        self._events_live.set()  # followers waiting for it end
         for follower in self._registry.all():
             follower.close()
         for waiter in self._registry.waiters:
@@ -401,6 +411,27 @@ class RedisEventBus:
             await asyncio.sleep(self._retry_s)  # back-off between reconnect attempts
             self._retry_s = min(self._retry_s * 2, _MAX_RETRY_S)
 
+    def _want_events(self) -> None:
+        """Subscribe to the events channel when the first follower comes."""
+        if self._subscriber is None:
+            self._subscriber = asyncio.create_task(
+                self._subscribe_events(), name="stargraph-event-subscriber"
+            )
+
+    async def _subscribe_events(self) -> None:
+        """Send the SUBSCRIBE until Redis takes it; once taken, redis-py repeats it after each
+        reconnect, and followers resync when that is confirmed (`_on_subscribed`)."""
+        assert self._pubsub is not None
+        retry_s = _FIRST_RETRY_S
+        while True:
+            try:
+                await self._pubsub.subscribe(self._names.channel)
+                return
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                _log.warning("cannot subscribe to the events (%s); retry in %.2f s", exc, retry_s)
+            await asyncio.sleep(retry_s)
+            retry_s = min(retry_s * 2, _MAX_RETRY_S)
+
     def _on_message(self, message: dict[str, object]) -> None:
         kind = message["type"]
         if kind == "message":
@@ -408,13 +439,17 @@ class RedisEventBus:
                 self._deliver_safely(message["data"])  # type: ignore[arg-type]
             else:
                 self._ticker.poke()
-        elif kind == "subscribe" and message["channel"] == self._channel:
-            self._on_subscribed()
+        elif kind == "subscribe":
+            self._retry_s = _FIRST_RETRY_S
+            self._ready.set()
+            if message["channel"] == self._channel:
+                self._on_subscribed()
 
     def _on_subscribed(self) -> None:
         self.subscriptions += 1
-        self._retry_s = _FIRST_RETRY_S
-        self._ready.set()
+        if not self._events_live.is_set():  # the first time: followers wait for it to start
+            self._events_live.set()
+            return
         for follower in self._registry.all():
             follower.flag_resync()  # catch up on what was published while we were away
 

@@ -210,6 +210,32 @@ async def test_an_event_published_in_one_process_reaches_followers_in_another(
     await on_two.aclose()
 
 
+async def test_a_process_that_follows_nobody_does_not_read_the_events(
+    make_bus: BusFactory,
+) -> None:
+    api, worker = await make_bus(), await make_bus()
+    start = await api.last_cursor(ALICE)
+    on_api = api.follow_user(ALICE, after=start)
+    ticks = worker.queue_ticks()
+    tick = asyncio.ensure_future(anext(ticks))
+
+    cursors = [await worker.publish(progress(ALICE, step)) for step in range(5)]
+    assert [e.cursor for e in await take(on_api, 5)] == cursors
+    await worker.queue_moved()
+    async with asyncio.timeout(20):
+        await tick  # queue ticks still reach it
+    assert (api.subscriptions, worker.subscriptions) == (1, 0)
+
+    on_worker = worker.follow_user(ALICE, after=start)  # its first follower subscribes
+    assert [e.cursor for e in await take(on_worker, 5)] == cursors
+    later = await api.publish(progress(ALICE, 5))
+    assert [e.cursor for e in await take(on_worker, 1)] == [later]
+    assert worker.subscriptions == 1
+    await on_worker.aclose()
+    await on_api.aclose()
+    await ticks.aclose()  # type: ignore[attr-defined]
+
+
 async def test_a_slow_follower_is_closed_as_lagged_and_the_others_get_everything(
     make_bus: BusFactory,
 ) -> None:
