@@ -4,6 +4,7 @@ selection to another, nor keep more per event as the subscription goes on."""
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import stargraph.schema.execution as execution
 import stargraph.schema.subscriptions as subscriptions
 from stargraph.domain import events as ev
 from stargraph.domain.jobs import JobStatus
@@ -91,3 +93,61 @@ async def test_mixed_events_are_each_shaped_by_their_own_type(
     assert len(held) == len(expected)
     # what the operation holds after 140 more events (the old memo kept ~1.5 KB each)
     assert held[-2] - held[10] < 32 * 1024
+
+
+PLAIN = """subscription($id: ID!) { jobEvents(jobId: $id) {
+  __typename jobId status ... on JobProgress { step maxSteps } } }"""
+
+
+async def _run(monkeypatch: pytest.MonkeyPatch, query: str, events: list[ev.JobEvent]) -> list[Any]:
+    async def stream(api: Any, principal: Any, job_id: JobId) -> AsyncIterator[ev.JobEvent]:
+        for event in events:
+            yield event
+
+    monkeypatch.setattr(subscriptions, "job_stream", stream)
+    principal = SimpleNamespace(user_id=UserId(1))
+    context = SimpleNamespace(
+        api=SimpleNamespace(subscriptions=SubscriptionGate(5)),
+        require_user=lambda: principal,
+        request_id="r",
+    )
+    results = await build_schema().subscribe(
+        query, variable_values={"id": JOB}, context_value=context
+    )
+    return [result async for result in results]  # type: ignore[union-attr]
+
+
+async def test_a_selection_of_plain_values_is_filled_by_its_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    filled = 0
+    original = execution._fill
+
+    def counting(*args: Any) -> Any:
+        nonlocal filled
+        filled += 1
+        return original(*args)
+
+    monkeypatch.setattr(execution, "_fill", counting)
+    steps = [e for e in _events() if isinstance(e, ev.JobProgress)][:5]
+    results = await _run(monkeypatch, PLAIN, steps)
+
+    shown = [{"__typename": "JobProgress", "jobId": JOB, "status": "RUNNING", "step": e.step,
+              "maxSteps": e.max_steps} for e in steps]  # fmt: skip
+    assert [r.data for r in results] == [{"jobEvents": s} for s in shown]
+    assert filled >= len(steps) - 1  # the first event plans; the others are filled
+
+
+async def test_a_value_the_plan_cannot_give_is_an_error_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = [e for e in _events() if isinstance(e, ev.JobProgress)][:3]
+    broken = dataclasses.replace(steps[1], job_id=None)  # type: ignore[arg-type]
+    results = await _run(monkeypatch, PLAIN, [steps[0], broken, steps[2]])
+
+    assert results[0].data["jobEvents"]["step"] == steps[0].step
+    assert results[1].data is None
+    (error,) = results[1].errors
+    assert error.path == ["jobEvents", "jobId"]  # reported where the ordinary path puts it
+    assert error.extensions["code"] == "INTERNAL_SERVER_ERROR"
+    assert results[2].data["jobEvents"]["step"] == steps[2].step
