@@ -111,6 +111,7 @@ class Engine:
         self._idle.set()
         self._interrupt = False
         self._free_memory = False
+        self._step_due = 0.0  # loop time the running sampler's current step ends
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -318,10 +319,15 @@ class Engine:
             wait_step=self._wait_step,
         )
 
-    async def _wait_step(self) -> None:
+    async def _wait_step(self, first: bool) -> None:
         if self.config.manual_steps:
             await self.gate.pass_step()
         elif self.config.step_time > 0:
-            await asyncio.sleep(self.config.step_time)
+            # Each step is due one step time after the one before it, not after this task
+            # woke up: a busy event loop delays a step, never the steps after it. (Sleeping
+            # from the wake-up would let simulators that share a loop drift into lockstep.)
+            now = asyncio.get_running_loop().time()
+            self._step_due = (now if first else self._step_due) + self.config.step_time
+            await asyncio.sleep(max(0.0, self._step_due - now))
         else:
             await asyncio.sleep(0)

@@ -83,7 +83,8 @@ class RunEnvironment:
     cache: OutputCache
     output_nodes: frozenset[str]  # class types that are output nodes
     interrupted: Callable[[], bool]
-    wait_step: Callable[[], Any]  # async: one sampler step of time (or the manual gate)
+    wait_step: Callable[[bool], Any]  # async: one sampler step of time (or the manual gate);
+    # True for a sampler's first step, whose time is counted from now
 
 
 def _now_ms() -> int:
@@ -227,7 +228,7 @@ class PromptRun:
     async def sample(self, steps: int, latent: Picture) -> None:
         node_id = self.current_node or ""
         for step in range(1, steps + 1):
-            await self.env.wait_step()
+            await self.env.wait_step(step == 1)
             if self.env.interrupted():
                 raise Interrupted(node_id)
             self._state(node_id, step, steps, "running")
