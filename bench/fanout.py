@@ -6,7 +6,9 @@
 Four kinds of process, all on loopback, with one Redis (needed: 127.0.0.1:6379):
 - simulators: this script with `--serve-sims`, N simulated ComfyUI backends behind one port
   (`/s/<i>/…`), no previews, one sampler step every 1/rate s; it notes when each progress
-  message is emitted (`time.monotonic()`, which every process on the machine shares);
+  message is emitted (`time.monotonic()`, which every process on the machine shares). Each
+  job steps on its own schedule from its start, as on its own GPU: a busy event loop delays
+  a step, never the ones after it, so the simulators do not drift into lockstep;
 - the worker (`stargraph worker`, one job in flight per backend, so every job runs at once);
 - the API (`stargraph api`): the process measured;
 - this process: N users, each with a graphql-transport-ws socket, submits a job and follows it
@@ -60,6 +62,8 @@ from _common import (
     wait_until_up,
 )
 
+from stargraph.serve import freeze_startup_heap
+
 SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
 FOLLOW = {
     "job": "subscription($id: ID!) { jobEvents(jobId: $id) { __typename jobId status "
@@ -107,6 +111,7 @@ def serve_sims(port: int, count: int, step_time: float) -> None:
     sock.bind(("127.0.0.1", port))
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning",
                                            ws_ping_interval=None, backlog=4096))  # fmt: skip
+    freeze_startup_heap()  # like `stargraph api` and `worker`: no long full collections
     server.run(sockets=[sock])
 
 
@@ -406,4 +411,5 @@ if __name__ == "__main__":
         port, count, step = arguments.serve_sims
         serve_sims(int(port), int(count), float(step))
     else:
+        freeze_startup_heap()
         run(main(arguments))
