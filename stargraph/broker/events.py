@@ -42,6 +42,7 @@ from stargraph.domain.errors import BadUserInput
 from stargraph.domain.events import (
     CursorExpired,
     JobEvent,
+    JobProgress,
     QueueMoved,
     SubscriberLagged,
     event_from_dict,
@@ -74,25 +75,41 @@ def _decode(payload: bytes, cursor: str) -> JobEvent | None:
 class _Pipelined:
     """Calls of one script: those made while a pipeline is in flight go together, in order,
     in the next one. A worker's thousand listeners publishing at once then cost a few round
-    trips and one connection, not a thousand of each."""
+    trips and one connection, not a thousand of each. A call that may `linger` waits up to
+    `linger_s` for company when no pipeline is in flight; any other call sends at once, with
+    those waiting before it."""
 
-    def __init__(self, redis: Redis, source: str) -> None:
+    def __init__(self, redis: Redis, source: str, linger_s: float = 0.0) -> None:
         self._redis = redis
         self._source = source
         self._sha = redis.register_script(source).sha
+        self._linger_s = linger_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Call] = []
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def __call__(self, keys: list[str], args: list[object]) -> object:
+    async def __call__(
+        self, keys: list[str], args: list[object], *, linger: bool = False
+    ) -> object:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): nothing of the old one holds
-            self._loop, self._pending, self._task = loop, [], None
+            self._loop, self._pending, self._task, self._timer = loop, [], None, None
         answer: asyncio.Future[object] = loop.create_future()
         self._pending.append((keys, args, answer))
         if self._task is None:
-            self._task = loop.create_task(self._run(), name="stargraph-event-publisher")
+            if not (linger and self._linger_s > 0):
+                self._start()
+            elif self._timer is None:
+                self._timer = loop.call_later(self._linger_s, self._start)
         return await answer
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None and self._loop is not None:
+            self._task = self._loop.create_task(self._run(), name="stargraph-event-publisher")
 
     async def _run(self) -> None:
         batch: list[_Call] = []
@@ -162,6 +179,7 @@ class RedisEventBus:
         stream_maxlen: int = 1000,
         stream_ttl_s: int = 24 * 3600,
         buffer_size: int = 256,
+        progress_linger_s: float = 0.002,
         tick_interval_s: float = 0.25,
         replay_page: int = 200,
         max_concurrent_reads: int = 32,
@@ -177,7 +195,9 @@ class RedisEventBus:
         # Many followers start (or resync after a reconnect) at once; their stream reads
         # queue here instead of exhausting the client's connection pool.
         self._reads = asyncio.Semaphore(max_concurrent_reads)
-        self._publish = _Pipelined(redis, _PUBLISH_LUA)
+        # Progress events come by the thousand a second from a worker and may wait a moment
+        # to share a round trip: fewer writes and wake-ups for this process and for Redis.
+        self._publish = _Pipelined(redis, _PUBLISH_LUA, progress_linger_s)
         self._registry = Registry()
         self._ticker = Coalescer(tick_interval_s, self._tick)
         self._pubsub: PubSub | None = None
@@ -198,7 +218,8 @@ class RedisEventBus:
         args = [self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id]
         if queue_moved:
             args.append(self._names.ticks)
-        cursor = await self._publish([self._names.stream(event.user_id)], args)
+        keys = [self._names.stream(event.user_id)]
+        cursor = await self._publish(keys, args, linger=isinstance(event, JobProgress))
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 
     async def queue_moved(self) -> None:

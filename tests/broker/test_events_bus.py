@@ -433,6 +433,28 @@ async def test_many_concurrent_publishers_all_land_in_the_order_they_called(
     await follower.aclose()
 
 
+async def test_waiting_progress_events_go_with_the_next_other_event_in_order(
+    make_bus: BusFactory,
+) -> None:
+    bus = await make_bus(progress_linger_s=3600.0)  # progress alone would wait for an hour
+    follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
+    steps = [asyncio.ensure_future(bus.publish(progress(ALICE, step))) for step in range(3)]
+    await asyncio.sleep(0)  # the three are waiting now
+    assert not any(step.done() for step in steps)
+    started = JobStarted(
+        job_id=JobId("job-1"), user_id=ALICE, at=datetime.now(UTC), status=JobStatus.RUNNING
+    )
+
+    async with asyncio.timeout(20):
+        last = await bus.publish(started)  # not a progress event: sends at once, and them
+        cursors = [*(await asyncio.gather(*steps)), last]
+
+    got = await take(follower, 4)
+    assert [e.cursor for e in got] == cursors
+    assert [type(e) for e in got] == [JobProgress, JobProgress, JobProgress, JobStarted]
+    await follower.aclose()
+
+
 async def test_publishing_goes_on_after_redis_forgot_its_scripts(
     bus: RedisEventBus, any_redis: Redis
 ) -> None:
