@@ -12,20 +12,39 @@ A selection made only of scalars and enums that Strawberry reads straight off th
 (no resolver, no arguments, no field extension) and `__typename` is planned once per
 operation and then filled in one loop per event: `{step maxSteps status …}` of a
 subscription event costs a dict, not a resolve-info, a resolver call and a completion per
-field. Anything the plan does not expect (a null where none is allowed, a value that does
-not coerce, middleware) goes the ordinary way, which reports the error as usual.
+field. When a subscription's one root field selects such a plan on the event's type, the
+whole event is answered that way: Strawberry's subscription field hands the event itself to
+the selection, and the event's Strawberry type names its GraphQL type. Anything the plans do
+not expect (a null where none is allowed, a value that does not coerce, a cast object,
+middleware, hooks, an abort signal) goes the ordinary way, which reports errors as usual.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLLeafType, GraphQLObjectType, is_leaf_type, is_non_null_type
+from graphql import (
+    ExecutionResult,
+    GraphQLLeafType,
+    GraphQLObjectType,
+    OperationType,
+    is_abstract_type,
+    is_leaf_type,
+    is_non_null_type,
+    is_object_type,
+)
 from graphql.execution import MiddlewareManager
-from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, GroupedFieldSet
+from graphql.execution.collect_fields import (
+    CollectedFields,
+    FieldDetailsList,
+    GroupedFieldSet,
+    collect_fields,
+)
 from graphql.pyutils import AwaitableOrValue, Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import get_object_definition
+from strawberry.types.cast import get_strawberry_type_cast
 
 # (response name, resolver or None for __typename, leaf type or the type name, non-null)
 _PlainField = tuple[str, Any, "GraphQLLeafType | str", bool]
@@ -41,6 +60,23 @@ class StreamExecutor(StrawberryGraphQLCoreExecutionContext):
         self._subfields_by_nodes: dict[tuple[object, ...], CollectedFields] = {}
         # Keyed on the id of a grouped field set the memo above keeps alive.
         self._plain_plans: dict[int, tuple[_PlainField, ...]] = {}
+        self._events: _EventRoot | None = None  # a subscription's root, once looked at
+        self._seen_root = False
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        """An event answered by plans when they cover it, else graphql-core's executor."""
+        root = self._event_root()
+        if root is not None:
+            result = root.answer(self, payload)
+            if result is not None:
+                return _Answered(result)
+        return super().build_per_event_executor(payload)
+
+    def _event_root(self) -> _EventRoot | None:
+        if not self._seen_root:  # once per operation: the per-event copies share the memo
+            self._seen_root = True
+            self._events = _EventRoot.of(self)
+        return self._events
 
     def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
@@ -77,6 +113,77 @@ class StreamExecutor(StrawberryGraphQLCoreExecutionContext):
         )
 
 
+class _Answered:
+    """Stands in for a per-event executor whose answer is already made."""
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self._result = result
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self._result
+
+
+class _EventRoot:
+    """A subscription's single root field, made by Strawberry, whose value is the event."""
+
+    def __init__(self, name: str, details: FieldDetailsList, return_type: Any) -> None:
+        self._name = name
+        self._details = details
+        self._return_type = return_type
+        self._types: dict[type, GraphQLObjectType | None] = {}  # event class → its type
+
+    @classmethod
+    def of(cls, executor: StreamExecutor) -> _EventRoot | None:
+        root_type = executor.schema.subscription_type
+        if (executor.operation.operation != OperationType.SUBSCRIPTION or root_type is None
+                or executor.abort_signal is not None or executor.hooks is not None
+                or _has_middleware(executor.middleware_manager)):  # fmt: skip
+            return None
+        collected = collect_fields(executor.schema, executor.fragments,
+                                   executor.variable_values, root_type, executor.operation,
+                                   executor.hide_suggestions)  # fmt: skip
+        if (len(collected.grouped_field_set) != 1 or collected.new_defer_usages
+                or collected.forbidden_directive_instances):  # fmt: skip
+            return None
+        ((name, details),) = collected.grouped_field_set.items()
+        field = root_type.fields.get(details[0].node.name.value)
+        definition = None if field is None else (field.extensions or {}).get(_BACKREF)
+        if field is None or not getattr(definition, "is_subscription", False):
+            return None  # only Strawberry's subscription fields resolve to the event itself
+        return_type = field.type.of_type if is_non_null_type(field.type) else field.type
+        return cls(name, details, return_type)
+
+    def answer(self, executor: StreamExecutor, event: Any) -> ExecutionResult | None:
+        """The event's result, or None when it needs the ordinary path."""
+        if event is None or get_strawberry_type_cast(event) is not None:
+            return None
+        kind = type(event)
+        if kind not in self._types:
+            self._types[kind] = self._type_of(executor, kind)
+        object_type = self._types[kind]
+        if object_type is None:
+            return None
+        collected = executor.collect_subfields(object_type, self._details)
+        plan = executor._plain_plans.get(id(collected.grouped_field_set))
+        data = None if plan is None else _fill(plan, event)
+        return None if data is None else ExecutionResult({self._name: data}, None)
+
+    def _type_of(self, executor: StreamExecutor, kind: type) -> GraphQLObjectType | None:
+        """The GraphQL object type of a Strawberry class, when the field may return it."""
+        definition = get_object_definition(kind)
+        if definition is None or definition.is_graphql_generic or definition.is_interface:
+            return None
+        found = executor.schema.get_type(definition.name)
+        if not is_object_type(found):
+            return None
+        if is_abstract_type(self._return_type):
+            return found if executor.schema.is_sub_type(self._return_type, found) else None
+        return found if found is self._return_type else None
+
+
+_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+
+
 def _has_middleware(manager: MiddlewareManager | None) -> bool:
     return manager is not None and bool(manager.middlewares)
 
@@ -97,7 +204,7 @@ def _plain_plan(
         field = parent_type.fields.get(field_name)
         if field is None or field.args or node.arguments or node.selection_set:
             return None
-        definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        definition = (field.extensions or {}).get(_BACKREF)
         resolver = field.resolve
         if (getattr(resolver, "__name__", None) != _BASIC_RESOLVER
                 or not getattr(definition, "is_basic_field", False)):  # fmt: skip
