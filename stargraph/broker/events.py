@@ -34,7 +34,7 @@ from typing import Self, cast
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
@@ -140,13 +140,50 @@ class _Pipelined:
                 answer.set_result(result)
 
     async def _execute(self, batch: list[_Call]) -> list[object]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[arg-type]
-            return list(await pipe.execute(raise_on_error=False))
+        """One write of the whole batch, then its replies (a failed call's is its error).
+        The commands are packed here: redis-py's general packing cost more than the rest."""
+        packed = b"".join(_evalsha(self._sha, keys, args) for keys, args, _ in batch)
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+        async def attempt() -> list[object]:
+            await connection.send_packed_command(packed)
+            results: list[object] = []
+            for _ in batch:
+                try:
+                    results.append(await connection.read_response())
+                except ResponseError as error:
+                    results.append(error)
+            return results
+
+        async def failed(error: Exception) -> None:
+            await connection.disconnect()
+
+        try:  # on a lost connection, retried as redis-py's pipelines are
+            return await connection.retry.call_with_retry(attempt, failed)  # type: ignore[no-any-return]
+        except BaseException:
+            await connection.disconnect()  # replies may be left unread on it
+            raise
+        finally:
+            await pool.release(connection)
 
 
 _Call = tuple[list[str], list[object], "asyncio.Future[object]"]
+
+
+def _evalsha(sha: str, keys: list[str], args: list[object]) -> bytes:
+    """EVALSHA in the Redis protocol; arguments are str (UTF-8), int or bytes."""
+    parts = [sha.encode(), b"%d" % len(keys)]
+    for arg in (*keys, *args):
+        if isinstance(arg, bytes):
+            parts.append(arg)
+        elif isinstance(arg, int):
+            parts.append(b"%d" % arg)
+        else:
+            parts.append(str(arg).encode())
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(parts) + 1)]
+    out.extend(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+    return b"".join(out)
 
 
 class _Names:
