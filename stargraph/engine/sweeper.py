@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
@@ -23,10 +24,14 @@ from stargraph.domain.backends import BackendPool, SlotBook
 from stargraph.domain.jobs import JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.submit import restore_queue
-from stargraph.domain.types import BackendId
+from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.board import BackendBoard
 
 log = logging.getLogger(__name__)
+
+# Backends per Redis round trip. With a thousand backends, one round trip for all of them made
+# the event loop parse every reply in one step, stalling the worker's sockets for 15–170 ms.
+_CHUNK = 100
 
 
 class RedisMarker:
@@ -82,7 +87,9 @@ class Sweeper:
                 log.info("QUEUED jobs missing from the queue put back: %s", ", ".join(restored))
         await self._repair_slots()
         if self._board is not None:
-            await self._board.publish(self._pool.snapshot())
+            snapshot = self._pool.snapshot()
+            for start in range(0, len(snapshot), _CHUNK):
+                await self._board.publish(snapshot[start : start + _CHUNK])
 
     async def _rebuild(self) -> None:
         waiting = await self._jobs.queued()
@@ -95,12 +102,19 @@ class Sweeper:
     async def _repair_slots(self) -> None:
         """Free the slots of jobs that are not inside their backend any more. The slots are
         read before the jobs: a slot is confirmed only after its job is marked DISPATCHED."""
-        held = await self._slots.held(self._pool.backends)
+        chunks = _in_chunks(self._pool.backends)
+        held: dict[BackendId, list[JobId]] = {}
+        for chunk in chunks:
+            held.update(await self._slots.held(chunk))
         placed = await self._jobs.placements()
         for backend, job_ids in held.items():
             for job_id in job_ids:
                 if placed.get(job_id) != backend:
                     await self._slots.release(backend, job_id)
-        counts = await self._slots.counts(self._pool.backends)
-        for backend, count in counts.items():
-            self._pool.set_inflight(BackendId(backend), count)
+        for chunk in chunks:
+            for backend, count in (await self._slots.counts(chunk)).items():
+                self._pool.set_inflight(backend, count)
+
+
+def _in_chunks(backends: Sequence[BackendId]) -> list[Sequence[BackendId]]:
+    return [backends[i : i + _CHUNK] for i in range(0, len(backends), _CHUNK)]
