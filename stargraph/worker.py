@@ -140,6 +140,7 @@ def build_engine(
         events=ports.events,
         queue=ports.queue,
         price_per_image=config.price_per_image,
+        between_steps=pool.refills_first,  # refills on other backends go first
     )
     client_ids = {b: f"stargraph-{uuid.uuid4().hex[:16]}" for b in config.backends}
     progress = ProgressRows(ports.jobs, config.progress_write_s)

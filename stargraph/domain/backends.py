@@ -269,17 +269,23 @@ class BackendPool:
             state.freed_at = None
         self._refill_settled()
 
-    async def refill_first(self, backend: BackendId, within_s: float = REFILL_FIRST_S) -> None:
-        """Wait, at most `within_s`, while a slot freed on `backend` waits for its next job.
+    async def refills_first(self, within_s: float = REFILL_FIRST_S) -> None:
+        """Wait, at most `within_s`, while a slot freed on a healthy backend waits for its
+        next job.
 
-        The ending of the job that freed it (downloads, storage, settlement) shares the
-        connections, the database and the backend with that refill; going second keeps it
-        off the slot-free → next-POST path."""
-        state = self._states.get(backend)
+        Endings (downloads, storage, settlement) share the event loop, the connections, the
+        database and the backends with refills; an ending waits before it starts and between
+        its steps, which keeps it off every slot-free → next-POST path."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within_s):
-                while state is not None and state.freed_at is not None:
+                while self._awaiting_refill():
                     await self._refills.wait()
+
+    def _awaiting_refill(self) -> bool:
+        return any(
+            state.freed_at is not None and self.is_healthy(backend)
+            for backend, state in self._states.items()
+        )
 
     def _refill_settled(self) -> None:
         self._refills.set()

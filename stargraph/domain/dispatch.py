@@ -7,7 +7,7 @@ there (shared SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST wit
 id and client id = that backend's listener → confirm the slot and ack. While every slot is
 busy the next jobs are read ahead, so a freed slot costs two Redis scripts and one UPDATE
 before its POST; and the ending of the job that freed it waits for that POST
-(`BackendPool.refill_first`).
+(`BackendPool.refills_first`).
 
 Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
 job that never reached the backend is found by reconciliation (neither in the backend's

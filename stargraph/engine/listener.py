@@ -306,7 +306,7 @@ class Listener:
     async def _finish(self, live: _Live, outcome: Change) -> None:
         job = live.job
         try:
-            await self._pool.refill_first(self.backend)
+            await self._pool.refills_first()
             if live.steps_done:  # the row of an ended job shows its last step
                 await self._progress.write_now(job.id, live.steps_done, live.steps_done)
             await self._finisher.end(job, self.backend, outcome)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from stargraph.domain.backends import BackendRejected, EngineGateway, OutputImage
@@ -60,6 +60,7 @@ class Finisher:
         queue: JobQueue,
         price_per_image: int,
         clock: Callable[[], datetime] = _now,
+        between_steps: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._jobs = jobs
         self._images = images
@@ -69,6 +70,7 @@ class Finisher:
         self._queue = queue
         self._price = price_per_image
         self._clock = clock
+        self._between_steps = between_steps  # awaited before each download and the settlement
 
     async def end(self, job: Job, backend: BackendId, outcome: Outcome) -> bool:
         """Carry out the ending the backend reported; True if this call ended the job."""
@@ -94,9 +96,13 @@ class Finisher:
         if not produced:
             return await self.fail(job, NO_IMAGES, "the engine finished without images", backend)
         try:
-            stored = [await self._store(job, backend, i, img) for i, img in enumerate(produced)]
+            stored = []
+            for i, image in enumerate(produced):
+                await self._step()
+                stored.append(await self._store(job, backend, i, image))
         except BackendRejected as exc:  # the backend no longer has the file
             return await self.fail(job, IMAGES_LOST, exc.message, backend)
+        await self._step()
         done = await self._jobs.succeed(job.id, stored, self._price, self._clock())
         if done is None:
             return False
@@ -112,6 +118,10 @@ class Finisher:
         )
         await self._forget(backend, job.id)
         return True
+
+    async def _step(self) -> None:
+        if self._between_steps is not None:
+            await self._between_steps()
 
     async def fail(
         self, job: Job, code: str, message: str, backend: BackendId | None = None

@@ -43,9 +43,10 @@ async def test_an_empty_queue_ends_the_wait_so_idle_time_is_not_counted_as_a_gap
 
 async def test_an_ending_waits_for_its_freed_slot_to_be_refilled_first() -> None:
     pool = BackendPool([B], max_inflight=1)
+    pool.mark_up(B)
     pool.set_inflight(B, fresh(1))
     pool.set_inflight(B, fresh(0))  # a slot frees on a full backend
-    ending = asyncio.create_task(pool.refill_first(B, within_s=30))
+    ending = asyncio.create_task(pool.refills_first(within_s=30))
     await asyncio.sleep(0.01)
     assert not ending.done()  # waits while the slot is not refilled
 
@@ -55,20 +56,39 @@ async def test_an_ending_waits_for_its_freed_slot_to_be_refilled_first() -> None
 
 async def test_an_ending_does_not_wait_when_no_refill_is_coming() -> None:
     pool = BackendPool([B], max_inflight=2)
+    pool.mark_up(B)
     pool.set_inflight(B, fresh(1))
     pool.set_inflight(B, fresh(0))  # the backend was not full: nothing to refill
-    await asyncio.wait_for(pool.refill_first(B, within_s=30), 1)
+    await asyncio.wait_for(pool.refills_first(within_s=30), 1)
 
     pool.set_inflight(B, fresh(2))
     pool.set_inflight(B, fresh(1))
-    ending = asyncio.create_task(pool.refill_first(B, within_s=30))
+    ending = asyncio.create_task(pool.refills_first(within_s=30))
     await asyncio.sleep(0.01)
     pool.nothing_to_refill()  # the queue is empty
     await asyncio.wait_for(ending, 1)
     # and when no dispatcher answers at all, the wait is bounded
     pool.set_inflight(B, fresh(2))
     pool.set_inflight(B, fresh(1))
-    await asyncio.wait_for(pool.refill_first(B, within_s=0.01), 1)
+    await asyncio.wait_for(pool.refills_first(within_s=0.01), 1)
+
+
+async def test_an_ending_pauses_while_another_healthy_backend_waits_for_its_refill() -> None:
+    a, b = BackendId("http://gpu-a"), BackendId("http://gpu-b")
+    pool = BackendPool([a, b], max_inflight=1)
+    for backend in (a, b):
+        pool.mark_up(backend)
+        pool.set_inflight(backend, fresh(1))
+    pool.set_inflight(b, fresh(0))  # b's slot frees while a's job is being ended
+    ending = asyncio.create_task(pool.refills_first(within_s=30))
+    await asyncio.sleep(0.01)
+    assert not ending.done()
+    assert pool.take_refill_gap(b) is not None  # b's next job is on its way
+    await asyncio.wait_for(ending, 1)
+
+    pool.set_inflight(a, fresh(0))
+    pool.mark_down(a, "socket closed")  # no refill can go to a backend that is down
+    await asyncio.wait_for(pool.refills_first(within_s=30), 1)
 
 
 async def test_a_job_leaving_a_full_backend_wakes_the_dispatcher_before_redis_answers() -> None:
