@@ -62,11 +62,16 @@ def _expected(event: ev.JobEvent) -> dict[str, Any]:
     raise AssertionError(event)
 
 
-async def test_mixed_events_are_each_shaped_by_their_own_type(
+async def _subscribe(
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+    query: str,
+    events: list[ev.JobEvent],
+    variables: dict[str, Any],
+) -> Any:
+    """Subscribe to `query` as user 1, with `events` as the job's stream."""
+
     async def stream(api: Any, principal: Any, job_id: JobId) -> AsyncIterator[ev.JobEvent]:
-        for event in _events():
+        for event in events:
             yield event
 
     monkeypatch.setattr(subscriptions, "job_stream", stream)
@@ -76,9 +81,13 @@ async def test_mixed_events_are_each_shaped_by_their_own_type(
         require_user=lambda: principal,
         request_id="r",
     )
-    results = await build_schema().subscribe(
-        FOLLOW, variable_values={"id": JOB, "withCursor": True}, context_value=context
-    )
+    return await build_schema().subscribe(query, variable_values=variables, context_value=context)
+
+
+async def test_mixed_events_are_each_shaped_by_their_own_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    results = await _subscribe(monkeypatch, FOLLOW, _events(), {"id": JOB, "withCursor": True})
 
     expected = [_expected(e) for e in _events()]
     tracemalloc.start()
@@ -101,20 +110,7 @@ PLAIN = """subscription($id: ID!) { jobEvents(jobId: $id) {
 
 
 async def _run(monkeypatch: pytest.MonkeyPatch, query: str, events: list[ev.JobEvent]) -> list[Any]:
-    async def stream(api: Any, principal: Any, job_id: JobId) -> AsyncIterator[ev.JobEvent]:
-        for event in events:
-            yield event
-
-    monkeypatch.setattr(subscriptions, "job_stream", stream)
-    principal = SimpleNamespace(user_id=UserId(1))
-    context = SimpleNamespace(
-        api=SimpleNamespace(subscriptions=SubscriptionGate(5)),
-        require_user=lambda: principal,
-        request_id="r",
-    )
-    results = await build_schema().subscribe(
-        query, variable_values={"id": JOB}, context_value=context
-    )
+    results = await _subscribe(monkeypatch, query, events, {"id": JOB})
     return [result async for result in results]  # type: ignore[union-attr]
 
 
