@@ -77,6 +77,16 @@ class JobParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a DISPATCHED or RUNNING job is and since when: what housekeeping compares,
+    without the rest of the job."""
+
+    backend: BackendId
+    dispatched_at: datetime | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     id: JobId
     user_id: UserId
@@ -180,8 +190,8 @@ class JobStore(Protocol):
         """DISPATCHED and RUNNING jobs, of one backend or all."""
         ...
 
-    async def placements(self) -> dict[JobId, BackendId]:
-        """The backend of every DISPATCHED or RUNNING job."""
+    async def placements(self) -> dict[JobId, Placement]:
+        """Where every DISPATCHED or RUNNING job is."""
         ...
 
     async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
@@ -58,12 +59,12 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = ("follow", "heard_at", "job", "last_step", "started", "steps_done")
+    __slots__ = ("follow", "heard_at", "job", "last_step", "since", "started", "steps_done")
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.follow: Follow = follow(job)
-        self.heard_at = time.monotonic()  # the last message about it (or when it was sent)
+        self.since = self.heard_at = time.monotonic()  # followed since; last heard of
         self.started: float | None = None
         self.last_step = 0  # the newest step handed to the effects queue
         self.steps_done = 0  # its step count once the last step is reached (0 before)
@@ -106,6 +107,7 @@ class Listener:
         self._clock = clock
         self._live: dict[JobId, _Live] = {}
         self._ending: set[JobId] = set()
+        self._ended: dict[JobId, float] = {}  # endings done lately, and when (monotonic)
         self._foreign: set[JobId] = set()
         self._unknown: dict[str, None] = {}
         self._running: JobId | None = None
@@ -312,6 +314,7 @@ class Listener:
             await self._finisher.end(job, self.backend, outcome)  # type: ignore[arg-type]
         finally:
             self._ending.discard(job.id)
+            self._ended[job.id] = time.monotonic()
 
     # --- reconciliation ------------------------------------------------------------------
 
@@ -342,24 +345,40 @@ class Listener:
 
     async def _housekeep(self) -> None:
         """A full pass unless the shared table agrees with what this listener follows: the
-        same jobs, every one heard from lately and within its time, none foreign."""
+        same jobs, every one heard from lately and within its time, none foreign.
+
+        The table may be older than this tick: a job followed since its read may be missing
+        from it, and one whose ending was done since may still be in it."""
         followed = self._recently_heard()
-        listed = {job.id: job for job in await self._table.of(self.backend)}
+        listing = await self._table.of(self.backend)
+        ended_since = {job_id for job_id, at in self._ended.items() if at >= listing.read_at}
+        listed = listing.jobs.keys()
+        unlisted = (live for job_id, live in self._live.items() if job_id not in listed)
         in_order = (
             not self._foreign
-            and listed.keys() - self._ending == set(self._live)
+            and listed - self._ending - ended_since <= self._live.keys()
+            and all(live.since >= listing.read_at for live in unlisted)
             and set(self._live) <= followed
-            and not any(self._reconciler.timed_out(job) for job in listed.values())
+            and not any(self._reconciler.timed_out(job) for job in listing.jobs.values())
         )
         if not in_order:
             await self._reconcile(followed)
 
+    def _forget_old_endings(self) -> None:
+        horizon = time.monotonic() - 2 * self._housekeeping_s  # older than any shared read
+        self._ended = {job_id: at for job_id, at in self._ended.items() if at >= horizon}
+
     async def _tick(self, stop: asyncio.Event) -> None:
+        # Each listener's ticks start at a random point of the period: a thousand listeners
+        # ticking at once would hold the worker's loop for one long turn.
+        wait = random.uniform(0.0, self._housekeeping_s)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._housekeeping_s)
+                await asyncio.wait_for(stop.wait(), timeout=wait)
             if stop.is_set():
                 return
+            wait = self._housekeeping_s
+            self._forget_old_endings()
             if self._pool.is_healthy(self.backend):
                 await self._guarded(self._housekeep())
             else:  # unreachable: its jobs can still run out of time (and be refunded)

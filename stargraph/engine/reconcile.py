@@ -21,12 +21,13 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from stargraph.domain.backends import EngineGateway, EngineQueue, SlotBook
-from stargraph.domain.jobs import Job, JobStatus, JobStore
+from stargraph.domain.jobs import Job, JobStatus, JobStore, Placement
 from stargraph.domain.progress import follow, outcome_of_history
 from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.results import Finisher
@@ -168,11 +169,11 @@ class Reconciler:
         elif await self._finisher.requeue(job):
             report.requeued.add(job.id)
 
-    def timed_out(self, job: Job) -> bool:
+    def timed_out(self, job: Job | Placement) -> bool:
         """The job has been inside the engine longer than the policy allows."""
         return self._timed_out(job)
 
-    def _timed_out(self, job: Job) -> bool:
+    def _timed_out(self, job: Job | Placement) -> bool:
         since = job.started_at or job.dispatched_at
         limit = timedelta(seconds=self._policy.job_timeout_s)
         return since is not None and self._clock() - since > limit
@@ -183,33 +184,41 @@ class Reconciler:
         return sent is not None and self._clock() - sent < grace
 
 
+class InEngineListing(NamedTuple):
+    """One backend's jobs as the shared read saw them, and when that read began
+    (`time.monotonic()`): what changed after it is not in `jobs` yet."""
+
+    jobs: Mapping[JobId, Placement]
+    read_at: float
+
+
 class InEngineTable:
-    """What the jobs table says is inside each backend, read for every backend in one query
-    and shared by a worker's listeners; at most `max_age_s` old. A listener's housekeeping
-    tick compares it with what it follows, and reads its own backend afresh (a full pass)
-    only when they differ: a thousand listeners cost one query a tick, not a thousand."""
+    """What the jobs table says is inside each backend (placements only, not whole jobs),
+    read for every backend in one query and shared by a worker's listeners; at most
+    `max_age_s` old. A listener's housekeeping tick compares it with what it follows, and
+    reads its own backend afresh (a full pass) only when they differ: a thousand listeners
+    cost one light query every `max_age_s`, not a thousand."""
 
     def __init__(self, jobs: JobStore, max_age_s: float) -> None:
         self._jobs = jobs
         self._max_age_s = max_age_s
-        self._by_backend: dict[BackendId, list[Job]] = {}
+        self._by_backend: dict[BackendId, dict[JobId, Placement]] = {}
         self._read_at = -float("inf")
         self._reading: asyncio.Future[None] | None = None
 
-    async def of(self, backend: BackendId) -> list[Job]:
+    async def of(self, backend: BackendId) -> InEngineListing:
         if time.monotonic() - self._read_at > self._max_age_s:
             if self._reading is None:
                 self._reading = asyncio.ensure_future(self._read())
             await asyncio.shield(self._reading)
-        return self._by_backend.get(backend, [])
+        return InEngineListing(self._by_backend.get(backend, {}), self._read_at)
 
     async def _read(self) -> None:
         started = time.monotonic()
         try:
-            by_backend: dict[BackendId, list[Job]] = defaultdict(list)
-            for job in await self._jobs.in_engine():
-                if job.backend is not None:
-                    by_backend[job.backend].append(job)
+            by_backend: dict[BackendId, dict[JobId, Placement]] = defaultdict(dict)
+            for job_id, placement in (await self._jobs.placements()).items():
+                by_backend[placement.backend][job_id] = placement
             self._by_backend, self._read_at = dict(by_backend), started
         finally:
             self._reading = None

@@ -109,7 +109,8 @@ class Sweeper:
         placed = await self._jobs.placements()
         for backend, job_ids in held.items():
             for job_id in job_ids:
-                if placed.get(job_id) != backend:
+                placement = placed.get(job_id)
+                if placement is None or placement.backend != backend:
                     await self._slots.release(backend, job_id)
         for chunk in chunks:
             for backend, count in (await self._slots.counts(chunk)).items():

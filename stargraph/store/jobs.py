@@ -18,13 +18,20 @@ from stargraph.domain.jobs import (
     JobPage,
     JobStatus,
     NewImage,
+    Placement,
     sources_of,
     transition,
 )
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_image_id
 from stargraph.store import sql
-from stargraph.store.convert import NEW_JOB_COLUMNS, job_from_row, new_job_row, older_than
+from stargraph.store.convert import (
+    NEW_JOB_COLUMNS,
+    aware,
+    job_from_row,
+    new_job_row,
+    older_than,
+)
 from stargraph.store.db import is_deadlock
 from stargraph.store.ledger import TortoiseLedger
 from stargraph.store.models import ImageRow, JobRow
@@ -114,11 +121,14 @@ class TortoiseJobStore:
             query = query.filter(backend=backend)
         return [job_from_row(r) for r in await query.order_by("created_at")]
 
-    async def placements(self) -> dict[JobId, BackendId]:
+    async def placements(self) -> dict[JobId, Placement]:
         rows = await JobRow.filter(status__in=[s.value for s in IN_ENGINE]).values_list(
-            "id", "backend"
+            "id", "backend", "dispatched_at", "started_at"
         )
-        return {JobId(job_id): BackendId(backend) for job_id, backend in rows}
+        return {
+            JobId(job_id): Placement(BackendId(backend), aware(dispatched), aware(started))
+            for job_id, backend, dispatched, started in rows
+        }
 
     async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
         changed = await _compare_and_set(

@@ -19,6 +19,7 @@ from stargraph.domain.jobs import (
     JobParams,
     JobStatus,
     NewImage,
+    Placement,
     TranslationState,
 )
 from stargraph.domain.ledger import Balance, EntryKind
@@ -278,6 +279,22 @@ async def test_many_jobs_progress_is_recorded_in_one_call(store: TortoiseJobStor
     assert found == {first.id: (7, 20), second.id: (2, 9), untouched.id: (3, 30)}
     w = await store.get(waiting.id)
     assert w is not None and w.progress_step is None
+
+
+async def test_placements_name_the_backend_and_times_of_jobs_in_the_engine_only(
+    store: TortoiseJobStore,
+) -> None:
+    user = await make_user(100)
+    waiting = await queued_job(store, user)
+    sent, running = await in_engine(store, user, running=False), await in_engine(store, user)
+    ended = await in_engine(store, user)
+    assert await store.finish_unpaid(ended.id, JobStatus.FAILED, None, T0) is not None
+    placed = await store.placements()
+    assert placed == {
+        sent.id: Placement(BACKEND, T0, None),
+        running.id: Placement(BACKEND, T0, T0),
+    }
+    assert waiting.id not in placed
 
 
 async def test_set_priority_changes_only_waiting_jobs(store: TortoiseJobStore) -> None:
