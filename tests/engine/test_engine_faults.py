@@ -203,7 +203,9 @@ async def test_a_refused_post_puts_the_job_back_in_its_place_for_another_backend
         flaky = _FlakyGateway(rig.gateway, rig.backends[0], BackendUnreachable)
         rig.gateway = flaky  # type: ignore[assignment]
         user = await rig.user("paul", 100)
-        jobs = [await rig.submit(make_job(user, seed=i + 1, steps=5)) for i in range(4)]
+        # long enough (60 ms) that the refused job is back in the queue before the job on
+        # backend 1 ends, even on a loaded machine
+        jobs = [await rig.submit(make_job(user, seed=i + 1, steps=30)) for i in range(4)]
         await rig.start_worker()
         done = await rig.wait_terminal([j.id for j in jobs])
         assert {j.status for j in done} == {JobStatus.SUCCEEDED}
