@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    parse,
+    specified_rules,
 )
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, validate_document
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.graphql import OperationType
 
@@ -40,6 +42,8 @@ class SchemaOptions:
 
 
 class StarGraphSchema(strawberry.Schema):
+    caches: RequestCaches  # set by build_schema
+
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         """HTTP runs queries and mutations; subscriptions need a WebSocket (a 400 otherwise)."""
         allowed = kwargs.get("allowed_operation_types") or DEFAULT_ALLOWED_OPERATION_TYPES
@@ -63,31 +67,65 @@ def _rules(options: SchemaOptions) -> list[type[ASTValidationRule]]:
     return rules
 
 
-def _extensions(options: SchemaOptions) -> list[Any]:
-    # Rule classes are made once: the validation cache keys on them, so a new class per
-    # request (what passing the limiter extensions themselves would do) never hits.
-    rules = _rules(options)
-    return [
-        ErrorCodes,
-        lambda: MaxTokensLimiter(max_token_count=options.max_tokens),
-        lambda: AddValidationRules(rules),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-    ]
+class RequestPipeline(ErrorCodes):
+    """The token limit, the depth and alias rules, the parser and validation caches and the
+    error codes, as one extension: Strawberry builds each extension and its hooks anew for
+    every operation, which cost more than the work the five separate ones did.
+
+    Caches are per schema and bounded. Parse errors (the token limit among them) and
+    unparsable documents are not cached; validation errors are, as Strawberry's cache does."""
+
+    def __init__(self, caches: RequestCaches) -> None:
+        super().__init__()
+        self._caches = caches
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.parse_options["max_tokens"] = self._caches.max_tokens
+        context.validation_rules = self._caches.rules
+        yield from super().on_operation()
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            context.graphql_document = self._caches.parse(context.query, **context.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None
+        context.pre_execution_errors = self._caches.validate(
+            context.schema._schema, context.graphql_document, context.validation_rules
+        )
+        yield from super().on_validate()
 
 
-def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
+class RequestCaches:
+    """What every operation of one schema shares: limits, rules and the two caches."""
+
+    def __init__(self, options: SchemaOptions) -> None:
+        self.max_tokens = options.max_tokens
+        # Rule classes are made once: the validation cache keys on them.
+        self.rules = (*specified_rules, *_rules(options))
+        self.parse = functools.lru_cache(maxsize=CACHE_SIZE)(parse)
+        self.validate = functools.lru_cache(maxsize=CACHE_SIZE)(validate_document)
+
+
+def build_schema(options: SchemaOptions | None = None) -> StarGraphSchema:
     """The StarGraph schema; extensions are factories, so each operation gets fresh ones."""
     options = options or SchemaOptions()
-    return StarGraphSchema(
+    caches = RequestCaches(options)
+    schema = StarGraphSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=list(EVENT_TYPES),
-        extensions=_extensions(options),
+        extensions=[functools.partial(RequestPipeline, caches)],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=StreamExecutor,
     )
+    schema.caches = caches
+    return schema
 
 
 def sdl() -> str:
