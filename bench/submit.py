@@ -20,8 +20,9 @@ the submit path itself can go: the rest is HTTP, the middleware and the schema.
 
 Printed: submissions/s, p50/p99 latency, the server's CPU (cores, and milliseconds per
 submission), and StarGraph ÷ bare.
-Target: StarGraph at 50 % or more of the bare figure. `--profile DIR` records the StarGraph
-server with py-spy (collapsed stacks, `DIR/<database>.txt`) during the measured window.
+Target: StarGraph at 50 % or more of the bare figure. `--profile DIR` records each StarGraph
+server with py-spy during its measured window (collapsed stacks, `DIR/<database>.txt`, and
+`DIR/without-io.txt` with `--ceiling`).
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ async def run_stargraph(
             api = await procs.start("api-without-io", command, env)
         url = f"http://127.0.0.1:{port}"
         await wait_until_up(f"{url}/healthz", api)
-        profile = _profile(api.pid, args, database_label(db)) if io else None
+        profile = _profile(api.pid, args, database_label(db) if io else "without-io")
         figures = await load(name, url, list(tokens[:-1]), ProcessClock(api.pid), args.warmup,
                              args.duration)  # fmt: skip
         if profile is not None:
