@@ -11,7 +11,7 @@ import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import fakeredis
 import pytest
@@ -33,9 +33,11 @@ from stargraph.domain.events import (
     JobSucceeded,
     QueueMoved,
     SubscriberLagged,
+    event_from_dict,
 )
 from stargraph.domain.jobs import JobStatus
 from stargraph.domain.types import ImageId, JobId, UserId
+from tests.iterators import close
 
 T = TypeVar("T")
 ALICE = UserId(1)
@@ -98,6 +100,12 @@ def progress(user: UserId, step: int, job: str = "job-1") -> JobProgress:
     )
 
 
+def step_of(event: JobEvent | QueueMoved) -> int:
+    """The step of a progress event; any other event fails the test."""
+    assert isinstance(event, JobProgress), event
+    return event.step
+
+
 async def take(events: AsyncIterator[T], n: int) -> list[T]:
     got: list[T] = []
     async with asyncio.timeout(20):
@@ -117,33 +125,33 @@ async def test_a_follower_gets_every_event_in_publish_order_with_its_cursor(
 
     got = await take(follower, 30)
 
-    assert [(e.user_id, e.step) for e in got] == [(ALICE, s) for s in range(30)]  # type: ignore[attr-defined]
+    assert [(e.user_id, step_of(e)) for e in got] == [(ALICE, s) for s in range(30)]
     assert [e.cursor for e in got] == cursors
     assert sorted(cursors, key=key_of) == cursors
-    await follower.aclose()
+    await close(follower)
 
 
 async def test_a_live_follower_gets_everything_after_its_first_event(bus: RedisEventBus) -> None:
     follower = bus.follow_user(ALICE)
-    first = asyncio.create_task(anext(follower))
+    first = asyncio.ensure_future(anext(follower))
     step = 0
     while not first.done():  # "from now" starts once the follower is in place
         await bus.publish(progress(ALICE, step))
         step += 1
         await asyncio.sleep(0.001)
-    seen = (await first).step  # type: ignore[attr-defined]
+    seen = step_of(await first)
     for later in range(step, step + 20):
         await bus.publish(progress(ALICE, later))
 
     rest = await take(follower, step + 20 - seen - 1)
 
-    assert [e.step for e in rest] == list(range(seen + 1, step + 20))  # type: ignore[attr-defined]
-    await follower.aclose()
+    assert [step_of(e) for e in rest] == list(range(seen + 1, step + 20))
+    await close(follower)
 
 
 async def test_every_kind_of_event_travels_intact(bus: RedisEventBus) -> None:
     at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-    base = {"job_id": JobId("j"), "user_id": ALICE, "at": at}
+    base = _Base(job_id=JobId("j"), user_id=ALICE, at=at)
     sent: list[JobEvent] = [
         JobQueued(**base, status=JobStatus.QUEUED, position=3),
         JobQueued(**base, status=JobStatus.QUEUED, position=None),
@@ -162,7 +170,13 @@ async def test_every_kind_of_event_travels_intact(bus: RedisEventBus) -> None:
     assert got == [
         type(e)(**{**_fields(e), "cursor": c}) for e, c in zip(sent, cursors, strict=True)
     ]
-    await follower.aclose()
+    await close(follower)
+
+
+class _Base(TypedDict):
+    job_id: JobId
+    user_id: UserId
+    at: datetime
 
 
 def _fields(event: JobEvent) -> dict[str, Any]:
@@ -187,11 +201,11 @@ async def test_resuming_after_a_cursor_misses_nothing_and_repeats_nothing_under_
     while len(received) < total:  # drop the subscription at random points and resume
         follower = bus.follow_user(ALICE, after=cursor)
         received += await take(follower, min(rng.randint(1, 60), total - len(received)))
-        await follower.aclose()
+        await close(follower)
         cursor = received[-1].cursor
     await publisher
 
-    assert [e.step for e in received] == list(range(total))  # type: ignore[attr-defined]
+    assert [step_of(e) for e in received] == list(range(total))
 
 
 async def test_an_event_published_in_one_process_reaches_followers_in_another(
@@ -206,8 +220,8 @@ async def test_an_event_published_in_one_process_reaches_followers_in_another(
 
     assert [e.cursor for e in await take(on_one, 10)] == cursors
     assert [e.cursor for e in await take(on_two, 10)] == cursors
-    await on_one.aclose()
-    await on_two.aclose()
+    await close(on_one)
+    await close(on_two)
 
 
 async def test_a_process_that_follows_nobody_does_not_read_the_events(
@@ -231,9 +245,9 @@ async def test_a_process_that_follows_nobody_does_not_read_the_events(
     later = await api.publish(progress(ALICE, 5))
     assert [e.cursor for e in await take(on_worker, 1)] == [later]
     assert worker.subscriptions == 1
-    await on_worker.aclose()
-    await on_api.aclose()
-    await ticks.aclose()  # type: ignore[attr-defined]
+    await close(on_worker)
+    await close(on_api)
+    await close(ticks)
 
 
 async def test_a_slow_follower_is_closed_as_lagged_and_the_others_get_everything(
@@ -251,15 +265,15 @@ async def test_a_slow_follower_is_closed_as_lagged_and_the_others_get_everything
     for step in range(1, 31):
         await bus.publish(progress(ALICE, step))
 
-    assert [e.step for e in await fast_reader] == list(range(1, 31))  # type: ignore[attr-defined]
+    assert [step_of(e) for e in await fast_reader] == list(range(1, 31))
     with pytest.raises(SubscriberLagged) as lagged:
         await take(slow, 30)
     assert lagged.value.code == "LAGGED"
     assert lagged.value.cursor == first  # where to resume from
     resumed = bus.follow_user(ALICE, after=lagged.value.cursor)
-    assert [e.step for e in await take(resumed, 30)] == list(range(1, 31))  # type: ignore[attr-defined]
-    await resumed.aclose()
-    await fast.aclose()
+    assert [step_of(e) for e in await take(resumed, 30)] == list(range(1, 31))
+    await close(resumed)
+    await close(fast)
 
 
 async def test_the_listener_decodes_each_event_once_however_many_follow_it(
@@ -271,7 +285,7 @@ async def test_the_listener_decodes_each_event_once_however_many_follow_it(
     for follower in followers:
         await take(follower, 1)
     decoded = 0
-    original = events_module.event_from_dict
+    original = event_from_dict  # what the bus module calls, until patched below
 
     def counting(*args: Any, **kwargs: Any) -> JobEvent:
         nonlocal decoded
@@ -286,7 +300,7 @@ async def test_the_listener_decodes_each_event_once_however_many_follow_it(
 
     assert decoded == 10
     for follower in followers:
-        await follower.aclose()
+        await close(follower)
 
 
 async def test_follow_job_keeps_to_one_job_and_ends_after_its_terminal_event(
@@ -312,7 +326,7 @@ async def test_queue_moves_are_coalesced_into_few_ticks_and_the_last_move_is_ann
 ) -> None:
     bus = await make_bus(tick_interval_s=0.3)
     ticks = bus.queue_ticks()
-    first = asyncio.create_task(anext(ticks))
+    first = asyncio.ensure_future(anext(ticks))
     while not first.done():  # until the tick reader is in place
         await bus.queue_moved()
         await asyncio.sleep(0.01)
@@ -336,13 +350,13 @@ async def test_followers_of_the_queue_get_a_tick_with_their_last_cursor(
     cursor = await bus.publish(progress(ALICE, 0))
     assert (await anext(follower)).cursor == cursor
 
-    reader = asyncio.create_task(anext(follower))
+    reader = asyncio.ensure_future(anext(follower))
     await bus.queue_moved()
     tick = await asyncio.wait_for(reader, 20)
 
     assert isinstance(tick, QueueMoved)
     assert tick.cursor == cursor
-    await follower.aclose()
+    await close(follower)
 
 
 async def test_an_event_published_with_a_queue_move_reaches_followers_with_its_tick(
@@ -359,7 +373,7 @@ async def test_an_event_published_with_a_queue_move_reaches_followers_with_its_t
     assert event.cursor == cursor
     assert isinstance(tick, QueueMoved)
     assert tick.cursor == cursor
-    await follower.aclose()
+    await close(follower)
 
 
 async def test_a_bad_cursor_is_bad_user_input(bus: RedisEventBus) -> None:
@@ -381,10 +395,10 @@ async def test_closing_the_bus_ends_its_followers_and_following_needs_a_started_
 ) -> None:
     bus = await make_bus()
     follower = bus.follow_user(ALICE, after=await bus.last_cursor(ALICE))
-    reader = asyncio.create_task(anext(follower))
+    reader = asyncio.ensure_future(anext(follower))
     await bus.publish(progress(ALICE, 0))
     await reader
-    pending = asyncio.create_task(anext(follower))
+    pending = asyncio.ensure_future(anext(follower))
     await asyncio.sleep(0)
 
     await bus.aclose()
@@ -403,9 +417,9 @@ async def test_many_followers_starting_at_once_all_get_their_events(bus: RedisEv
 
     firsts = await asyncio.gather(*(anext(f) for f in followers))
 
-    assert [(e.user_id, e.step) for e in firsts] == [(u, 0) for u in users]  # type: ignore[attr-defined]
+    assert [(e.user_id, step_of(e)) for e in firsts] == [(u, 0) for u in users]
     for follower in followers:
-        await follower.aclose()
+        await close(follower)
 
 
 async def test_a_closed_follower_is_gone_at_once(bus: RedisEventBus) -> None:
@@ -414,7 +428,7 @@ async def test_a_closed_follower_is_gone_at_once(bus: RedisEventBus) -> None:
     await anext(follower)
     assert bus.subscriber_count == 1
 
-    await follower.aclose()
+    await close(follower)
 
     assert bus.subscriber_count == 0
 
@@ -428,9 +442,9 @@ async def test_many_concurrent_publishers_all_land_in_the_order_they_called(
 
     got = await take(follower, 500)
 
-    assert [e.step for e in got] == list(range(500))  # type: ignore[attr-defined]
+    assert [step_of(e) for e in got] == list(range(500))
     assert [e.cursor for e in got] == list(cursors)
-    await follower.aclose()
+    await close(follower)
 
 
 async def test_waiting_progress_events_go_with_the_next_other_event_in_order(
@@ -452,7 +466,7 @@ async def test_waiting_progress_events_go_with_the_next_other_event_in_order(
     got = await take(follower, 4)
     assert [e.cursor for e in got] == cursors
     assert [type(e) for e in got] == [JobProgress, JobProgress, JobProgress, JobStarted]
-    await follower.aclose()
+    await close(follower)
 
 
 async def test_publishing_goes_on_after_redis_forgot_its_scripts(
@@ -464,8 +478,8 @@ async def test_publishing_goes_on_after_redis_forgot_its_scripts(
 
     await asyncio.gather(*(bus.publish(progress(ALICE, step)) for step in (1, 2, 3)))
 
-    assert [e.step for e in await take(follower, 4)] == [0, 1, 2, 3]  # type: ignore[attr-defined]
-    await follower.aclose()
+    assert [step_of(e) for e in await take(follower, 4)] == [0, 1, 2, 3]
+    await close(follower)
 
 
 async def test_resuming_from_a_cursor_the_capped_stream_no_longer_holds_is_refused(
@@ -475,7 +489,7 @@ async def test_resuming_from_a_cursor_the_capped_stream_no_longer_holds_is_refus
     cursors = [await bus.publish(progress(ALICE, step)) for step in range(400)]
     resumed = bus.follow_user(ALICE, after=cursors[-2])
     assert (await anext(resumed)).cursor == cursors[-1]  # a kept cursor misses nothing
-    await resumed.aclose()
+    await close(resumed)
 
     with pytest.raises(CursorExpired) as expired:
         await anext(bus.follow_user(ALICE, after=cursors[0]))  # its successors were trimmed

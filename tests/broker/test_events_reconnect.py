@@ -14,6 +14,7 @@ from stargraph.broker.events import RedisEventBus
 from stargraph.domain.events import JobEvent, JobProgress
 from stargraph.domain.jobs import JobStatus
 from stargraph.domain.types import JobId, UserId
+from tests.iterators import close
 
 ALICE = UserId(7)
 
@@ -68,6 +69,6 @@ async def test_followers_lose_nothing_when_the_listener_connection_is_killed(
         assert [e.cursor for e in await take(live, 5)] == after
         resumed = bus.follow_user(ALICE, after=before[-1])
         assert [e.cursor for e in await take(resumed, 25)] == during + after
-        await resumed.aclose()
-        await live.aclose()
+        await close(resumed)
+        await close(live)
     await listen.aclose()

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.slots import RedisSlotBook
+from tests.iterators import close
 
 B = BackendId("http://127.0.0.1:1")
 
@@ -81,4 +82,4 @@ async def test_releases_reach_every_process(redis: Redis, redis_prefix: str) -> 
             break
     backend, seen = first.result()
     assert (backend, seen.inflight) == (B, 0)
-    await feed.aclose()
+    await close(feed)

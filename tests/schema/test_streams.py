@@ -13,6 +13,7 @@ from stargraph.domain import events as ev
 from stargraph.domain.jobs import JobStatus
 from stargraph.domain.types import JobId, UserId
 from stargraph.schema.streams import job_stream
+from tests.iterators import close
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 FOLLOWERS = 300  # more than a Redis client's connections
@@ -83,4 +84,4 @@ async def test_every_waiting_follower_gets_its_new_place_from_one_queue_read() -
     ]
     assert queue.reads[reads_before:] == [FOLLOWERS]  # one read for all of them
     for stream in streams:
-        await stream.aclose()
+        await close(stream)
