@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from stargraph.app import create_app
 from stargraph.bootstrap import Services, SimulateOptions, build_services
@@ -25,7 +26,7 @@ from stargraph.domain.types import Role
 from stargraph.settings import Settings, load_settings
 from stargraph.store.db import create_database, drop_database, migrate
 
-PROTOCOL = "graphql-transport-ws"
+PROTOCOL = Subprotocol("graphql-transport-ws")
 
 
 @asynccontextmanager
@@ -60,7 +61,8 @@ class GraphQLError(AssertionError):
 
     @property
     def code(self) -> str | None:
-        return self.errors[0].get("extensions", {}).get("code")
+        code: str | None = self.errors[0].get("extensions", {}).get("code")
+        return code
 
 
 class Client:
@@ -79,24 +81,34 @@ class Client:
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
         )
         assert response.status_code == 200, response.text
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
     async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The data of a successful operation; GraphQLError when it has errors."""
         body = await self.post(query, variables)
         if body.get("errors"):
             raise GraphQLError(body["errors"])
-        return body["data"]
+        data: dict[str, Any] = body["data"]
+        return data
 
-    async def register(self, username: str, password: str = "correct horse 1") -> Client:
+    async def register(self, username: str, password: str = "correct horse 1") -> User:
         data = await self.data(
             "mutation($u: String!, $p: String!) { register(username: $u, password: $p) "
             "{ token user { id } } }",
             {"u": username, "p": password},
         )
-        client = self.as_user(data["register"]["token"])
-        client.user_id = data["register"]["user"]["id"]  # type: ignore[attr-defined]
-        return client
+        return User(self.http, data["register"]["token"], data["register"]["user"]["id"])
+
+
+class User(Client):
+    """A signed-in user's client, with its token and its user id."""
+
+    token: str
+
+    def __init__(self, http: httpx.AsyncClient, token: str, user_id: str) -> None:
+        super().__init__(http, token)
+        self.user_id = user_id
 
 
 class Subscriptions:
@@ -111,7 +123,7 @@ class Subscriptions:
 
     async def receive(self, wait_s: float = 30.0) -> dict[str, Any]:
         while True:
-            message = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
+            message: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
             if message["type"] == "ping":
                 await self.send({"type": "pong"})
                 continue
@@ -147,7 +159,7 @@ async def subscriptions(
 ) -> AsyncIterator[Subscriptions]:
     """A connected, acknowledged graphql-transport-ws socket."""
     url = base_url.replace("http://", "ws://") + "/graphql"
-    async with connect(url, subprotocols=[PROTOCOL], open_timeout=10) as ws:  # type: ignore[list-item]
+    async with connect(url, subprotocols=[PROTOCOL], open_timeout=10) as ws:
         conn = Subscriptions(ws)
         payload = (
             init if init is not None else ({"Authorization": f"Bearer {token}"} if token else {})
@@ -202,16 +214,14 @@ class Stack:
     def settings(self) -> Settings:
         return self.services.settings
 
-    async def admin(self, username: str = "root") -> Client:
+    async def admin(self, username: str = "root") -> User:
         await self.services.users.create_user(username, "admin password 1", role=Role.ADMIN)
         data = await self.client.data(
             'mutation($u: String!) { login(username: $u, password: "admin password 1") '
             "{ token user { id } } }",
             {"u": username},
         )
-        admin = self.client.as_user(data["login"]["token"])
-        admin.user_id = data["login"]["user"]["id"]  # type: ignore[attr-defined]
-        return admin
+        return User(self.client.http, data["login"]["token"], data["login"]["user"]["id"])
 
 
 @asynccontextmanager

@@ -17,7 +17,8 @@ JOB_EVENTS = "subscription($id: ID!) { jobEvents(jobId: $id) { __typename status
 
 async def _submit(user: Client) -> dict[str, Any]:
     data = await user.data(SUBMIT, {"i": {"prompt": "a heron", "steps": 1}})
-    return data["submitText2Image"]
+    job: dict[str, Any] = data["submitText2Image"]
+    return job
 
 
 async def _wait_running(url: str, user: Client, job_id: str) -> None:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from stargraph.bootstrap import SimulateOptions
 from stargraph.comfy.sim_config import RECORDED_CHECKPOINT
-from tests.e2e.harness import running_stargraph, subscriptions
+from stargraph.domain.types import ImageId
+from tests.e2e.harness import Stack, User, running_stargraph, subscriptions
 
 SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
 
 
-async def _image_url(stack, user) -> str:
+async def _image_url(stack: Stack, user: User) -> str:
     job = (await user.data(SUBMIT, {"i": {"prompt": "a cat", "steps": 1, "width": 64,
                                           "height": 64}}))["submitText2Image"]["id"]  # fmt: skip
     query = (
@@ -20,7 +21,8 @@ async def _image_url(stack, user) -> str:
     )
     async with subscriptions(stack.url, user.token) as ws:
         events = [e async for e in ws.events(await ws.subscribe(query, {"id": job}))]
-    return events[-1]["jobEvents"]["images"][0]["url"]
+    url: str = events[-1]["jobEvents"]["images"][0]["url"]
+    return url
 
 
 async def test_image_links_open_only_as_signed(tmp_path: Path) -> None:
@@ -41,7 +43,7 @@ async def test_image_links_open_only_as_signed(tmp_path: Path) -> None:
         assert (await http.get(f"{other_image}?e={expiry}&s={signature}")).status_code == 403
         expired_at = 1_000_000
         signer = stack.services.signer
-        image_id = path.rsplit("/", 1)[1]
+        image_id = ImageId(path.rsplit("/", 1)[1])
         expired = f"{path}?e={expired_at}&s={signer.sign(image_id, expired_at)}"
         assert (await http.get(expired)).status_code == 403
         assert (await http.get(f"{path}?e=abc&s={signature}")).status_code == 403

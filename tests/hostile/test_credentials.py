@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 from stargraph.store.models import TokenRow, UserRow
-from tests.e2e.harness import Client, Stack, running_stargraph
+from tests.e2e.harness import Stack, running_stargraph
 from tests.hostile.state import snapshot
 
 LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }"
@@ -24,7 +24,8 @@ async def _login_code(stack: Stack, username: str, password: str) -> str:
     body = await stack.client.post(LOGIN, {"u": username, "p": password})
     if not body.get("errors"):
         return "ok"
-    return body["errors"][0]["extensions"]["code"]
+    code: str = body["errors"][0]["extensions"]["code"]
+    return code
 
 
 async def test_login_is_throttled_per_username(tmp_path: Path) -> None:
@@ -64,11 +65,11 @@ def _stored_bytes(db_file: Path) -> bytes:
 
 async def test_tokens_are_stored_as_digests_and_passwords_as_argon2id(tmp_path: Path) -> None:
     async with running_stargraph(tmp_path, worker=False) as stack:
-        registered: Client = await stack.client.register("keeper", PASSWORD)
+        registered = await stack.client.register("keeper", PASSWORD)
         login = await stack.client.data(LOGIN, {"u": "keeper", "p": PASSWORD})
-        tokens = [registered.token or "", login["login"]["token"]]
-        rows = await TokenRow.all().values_list("digest", flat=True)
-        assert sorted(rows) == sorted(hashlib.sha256(t.encode()).hexdigest() for t in tokens)
+        tokens = [registered.token, login["login"]["token"]]
+        digests = [row.digest for row in await TokenRow.all()]
+        assert sorted(digests) == sorted(hashlib.sha256(t.encode()).hexdigest() for t in tokens)
         user = await UserRow.get(username_key="keeper")
         assert user.password_hash.startswith("$argon2id$")
         assert PASSWORD not in user.password_hash

@@ -145,7 +145,7 @@ async def test_request_body_size_is_limited(tmp_path: Path) -> None:
 async def test_websocket_message_size_is_limited(tmp_path: Path) -> None:
     async with _stack(tmp_path, max_ws_message_bytes=2048) as (stack, user):
         url = stack.url.replace("http://", "ws://") + "/graphql"
-        async with connect(url, subprotocols=[PROTOCOL]) as ws:  # type: ignore[list-item]
+        async with connect(url, subprotocols=[PROTOCOL]) as ws:
             init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {user.token}"}}
             await ws.send(json.dumps(init))
             assert json.loads(await ws.recv())["type"] == "connection_ack"

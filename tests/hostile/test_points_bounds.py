@@ -23,7 +23,7 @@ READ = (
 async def test_a_grant_past_the_int_range_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     async with running_stargraph(tmp_path, worker=False) as stack:
         user, admin = await stack.client.register("rich"), await stack.admin()
-        user_id = user.user_id  # type: ignore[attr-defined]
+        user_id = user.user_id
         start = (await user.data(READ))["balance"]["available"]
         top_up = await admin.data(GRANT, {"u": user_id, "n": INT_MAX - start})
         assert top_up["grantPoints"]["available"] == INT_MAX

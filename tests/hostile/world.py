@@ -152,9 +152,9 @@ async def _history(tmp_path: Path, known: Known, overrides: dict[str, Any]) -> d
             job_id, images = await _finished_job(stack, client)
             known.job_ids.append(job_id)
             known.image_ids += images
-            known.user_ids.append(client.user_id)  # type: ignore[attr-defined]
+            known.user_ids.append(client.user_id)
             known.usernames.append(f"fuzz-{role}")
-            tokens[role] = client.token or ""
+            tokens[role] = client.token
     return tokens
 
 
@@ -176,7 +176,7 @@ async def hostile_world(tmp_path: Path, **settings: Any) -> AsyncIterator[World]
     ) as stack:
         admin = await stack.admin("fuzz-admin")
         tokens.update(admin=admin.token, anonymous=None)
-        known.user_ids.append(admin.user_id)  # type: ignore[attr-defined]
+        known.user_ids.append(admin.user_id)
         known.usernames.append("fuzz-admin")
         for role in ("user", "other"):  # a waiting job each (no worker runs now)
             client = stack.client.as_user(tokens[role])

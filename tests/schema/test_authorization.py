@@ -14,7 +14,14 @@ from typing import Any
 
 from stargraph.bootstrap import SimulateOptions
 from stargraph.comfy.sim_config import RECORDED_CHECKPOINT, SimulatorConfig
-from tests.e2e.harness import Client, GraphQLError, Stack, running_stargraph, subscriptions
+from tests.e2e.harness import (
+    Client,
+    GraphQLError,
+    Stack,
+    User,
+    running_stargraph,
+    subscriptions,
+)
 
 OK = "ok"
 OWNER, OTHER, ADMIN, ANON = "owner", "other", "admin", "anonymous"
@@ -35,10 +42,17 @@ class World:
     async def waiting_job(self) -> str:
         return await submit(self.users[OWNER])
 
+    @property
+    def owner_id(self) -> str:
+        owner = self.users[OWNER]
+        assert isinstance(owner, User)
+        return owner.user_id
+
 
 async def submit(client: Client, **fields: Any) -> str:
     data = await client.data(SUBMIT, {"i": {"prompt": "a red fox", "steps": 1, **fields}})
-    return data["submitText2Image"]["id"]
+    job_id: str = data["submitText2Image"]["id"]
+    return job_id
 
 
 async def outcome(call: Awaitable[Any]) -> str:
@@ -153,10 +167,10 @@ MATRIX: list[tuple[str, Op, dict[str, str]]] = [
         q(
             'mutation($u: ID!) { grantPoints(userId: $u, amount: 5, reason: "gift") '
             "{ available } }",
-            lambda w: {"u": w.users[OWNER].user_id},
+            lambda w: {"u": w.owner_id},
         ),
         ADMIN_ONLY,
-    ),  # type: ignore[attr-defined]
+    ),
     ("logout", _logout, USER_DATA),
     ("register", lambda w, c, a: c.register(f"new-{a}"), PUBLIC),
     (

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from tests.e2e.harness import PROTOCOL, GraphQLError, running_stargraph, subscriptions
 
@@ -27,7 +28,7 @@ async def test_body_and_message_sizes_are_capped(tmp_path: Path) -> None:
         assert response.status_code == 413
         ok = await stack.client.http.post("/graphql", json={"query": "{ pricePerImage }"})
         assert ok.json() == {"data": {"pricePerImage": 10}}
-        async with connect(_ws(stack.url), subprotocols=[PROTOCOL]) as ws:  # type: ignore[list-item]
+        async with connect(_ws(stack.url), subprotocols=[PROTOCOL]) as ws:
             await ws.send(json.dumps({"type": "connection_init", "payload": {"x": "y" * 4000}}))
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
@@ -63,7 +64,7 @@ async def test_subscriptions_per_user_are_limited(tmp_path: Path) -> None:
 async def test_a_bad_token_closes_the_socket_with_4403(tmp_path: Path) -> None:
     async with (
         running_stargraph(tmp_path, worker=False) as stack,
-        connect(_ws(stack.url), subprotocols=[PROTOCOL]) as ws,  # type: ignore[list-item]
+        connect(_ws(stack.url), subprotocols=[PROTOCOL]) as ws,
     ):
         payload = {"Authorization": "Bearer forged"}
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
@@ -87,16 +88,16 @@ async def test_introspection_and_graphiql_can_be_switched_off(tmp_path: Path) ->
 
 
 async def test_only_allowed_browser_origins(tmp_path: Path) -> None:
-    allowed = "https://app.example.com"
+    allowed = Origin("https://app.example.com")
     async with running_stargraph(tmp_path, worker=False, allowed_origins=[allowed]) as stack:
         with pytest.raises(InvalidStatus):
             async with connect(
                 _ws(stack.url),
-                subprotocols=[PROTOCOL],  # type: ignore[list-item]
-                origin="https://evil.example.com",
-            ):  # type: ignore[arg-type]
+                subprotocols=[PROTOCOL],
+                origin=Origin("https://evil.example.com"),
+            ):
                 pass
-        async with connect(_ws(stack.url), subprotocols=[PROTOCOL], origin=allowed):  # type: ignore[list-item, arg-type]
+        async with connect(_ws(stack.url), subprotocols=[PROTOCOL], origin=allowed):
             pass
         preflight = {"Origin": allowed, "Access-Control-Request-Method": "POST",
                      "Access-Control-Request-Headers": "authorization,content-type"}  # fmt: skip
