@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stargraph.cli import COMMANDS, build_parser
 from stargraph.domain.ledger import Balance
+from stargraph.domain.types import UserId
 from stargraph.store.db import close_db, init_db
 from stargraph.store.ledger import TortoiseLedger
 from stargraph.store.models import UserRow
@@ -31,7 +32,7 @@ async def balance_of(tmp_path: Path, name: str) -> tuple[str, Balance]:
     await init_db(f"sqlite://{tmp_path / 'cli.db'}")
     try:
         user = await UserRow.get(username=name)
-        return user.role, await TortoiseLedger().balance(user.id)
+        return user.role, await TortoiseLedger().balance(UserId(user.id))
     finally:
         await close_db()
 

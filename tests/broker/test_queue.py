@@ -43,7 +43,7 @@ async def next_claimed(queue: RedisJobQueue) -> str:
     return claim.job_id
 
 
-async def claim_all(queue: RedisJobQueue) -> list[str]:
+async def claim_all(queue: RedisJobQueue) -> list[JobId]:
     taken = []
     while (claim := await queue.claim(GPU, 60)) is not None:
         taken.append(claim.job_id)
@@ -236,7 +236,7 @@ async def test_concurrent_claims_never_hand_out_a_job_twice(
     clients = [second_client(any_redis) for _ in range(4)]
     queues = [RedisJobQueue(c, redis_prefix) for c in clients]
 
-    async def worker(q: RedisJobQueue) -> list[str]:
+    async def worker(q: RedisJobQueue) -> list[JobId]:
         got = []
         while (claim := await q.claim(GPU, 60)) is not None:
             got.append(claim.job_id)
@@ -321,7 +321,11 @@ def interleaved(seed: int, count: int) -> list[QueuedJob]:
 
 
 async def order_of(redis: Redis, queue: RedisJobQueue) -> list[str]:
-    return [m.decode()[33:] for m in await redis.zrange(queue.keys.order, 0, -1)]
+    order: list[str] = []
+    for member in await redis.zrange(queue.keys.order, 0, -1):
+        assert isinstance(member, bytes)  # members alone, not decoded by the client
+        order.append(member.decode()[33:])
+    return order
 
 
 async def test_emptying_redis_and_rebuilding_restores_the_same_order(

@@ -38,8 +38,9 @@ try:
         expect,
     )
 except ImportError:  # the skip below says so
-    async_playwright = None
+    HAVE_PLAYWRIGHT = False
 else:
+    HAVE_PLAYWRIGHT = True
     expect.set_options(timeout=20_000)  # jobs take seconds on the simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def need(ok: bool, reason: str) -> None:
 
 
 def need_browser() -> None:
-    need(async_playwright is not None, "playwright is not installed (pip install playwright)")
+    need(HAVE_PLAYWRIGHT, "playwright is not installed (pip install playwright)")
     need(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
 
 
@@ -219,7 +220,8 @@ def _warm_up(service: Service, server: subprocess.Popen[bytes]) -> None:
     status = "query J($id: ID!) { job(id: $id) { status } }"
 
     def done() -> bool:
-        return _post(service, status, {"id": job_id}, token)["job"]["status"] == "SUCCEEDED"
+        current: str = _post(service, status, {"id": job_id}, token)["job"]["status"]
+        return current == "SUCCEEDED"
 
     _wait_until(done, server, "a warm-up job", service.log)
 

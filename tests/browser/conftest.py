@@ -11,12 +11,15 @@ turns that into a failure. Every test writes screenshots to `test-artifacts/scre
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 import pytest_asyncio
-from browser_harness import (
+from pluggy import Result
+
+from tests.browser.browser_harness import (
     ARTIFACTS,
     Screens,
     Service,
@@ -28,10 +31,8 @@ from browser_harness import (
     running_service,
 )
 
-try:
+with contextlib.suppress(ImportError):  # need_browser() skips
     from playwright.async_api import Browser
-except ImportError:  # need_browser() skips
-    Browser = None
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,9 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)

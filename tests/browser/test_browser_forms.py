@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
-from browser_harness import PASSWORD, SIGNUP_POINTS, Session
 
-try:
+from tests.browser.browser_harness import PASSWORD, SIGNUP_POINTS, Session
+
+with contextlib.suppress(ImportError):  # the fixtures skip (or fail when services are required)
     from playwright.async_api import expect
-except ImportError:  # the fixtures skip (or fail when services are required)
-    expect = None
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 
 import pytest
-from browser_harness import Session
 
-try:
+from tests.browser.browser_harness import Session
+
+with contextlib.suppress(ImportError):  # the fixtures skip (or fail when services are required)
     from playwright.async_api import expect
-except ImportError:  # the fixtures skip (or fail when services are required)
-    expect = None
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -25,7 +25,7 @@ async def _make_images(session: Session, prompt: str, count: int) -> str:
     """One quick job of `count` images (from another tab, through the API); waits until the
     page has seen it succeed."""
     job = {"prompt": prompt, "count": count, "steps": 1, "idempotencyKey": uuid.uuid4().hex}
-    job_id = (await session.gql(SUBMIT, {"input": job}))["submitText2Image"]["id"]
+    job_id: str = (await session.gql(SUBMIT, {"input": job}))["submitText2Image"]["id"]
     card = session.page.locator(f'[data-testid="job-card"][data-job-id="{job_id}"]')
     await expect(card).to_have_attribute("data-status", "SUCCEEDED")
     return job_id

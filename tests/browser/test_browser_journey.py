@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 
 import pytest
-from browser_harness import PRICE_PER_IMAGE, SIGNUP_POINTS, Session
 
-try:
+from tests.browser.browser_harness import PRICE_PER_IMAGE, SIGNUP_POINTS, Session
+
+with contextlib.suppress(ImportError):  # the fixtures skip (or fail when services are required)
     from playwright.async_api import Locator, expect
-except ImportError:  # the fixtures skip (or fail when services are required)
-    expect = None
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -27,7 +27,8 @@ LONG_STEPS = 100  # 10 s a job on the simulator: the queue stands still until th
 async def _submit_long(session: Session, label: str) -> str:
     key = uuid.uuid4().hex
     job = {"prompt": f"{label} {key[:6]}", "steps": LONG_STEPS, "idempotencyKey": key}
-    return (await session.gql(SUBMIT, {"input": job}))["submitText2Image"]["id"]
+    job_id: str = (await session.gql(SUBMIT, {"input": job}))["submitText2Image"]["id"]
+    return job_id
 
 
 async def _cancel(session: Session, *job_ids: str) -> None:
@@ -89,6 +90,7 @@ async def test_chinese_prompt_from_queue_to_gallery(session: Session) -> None:
     await _watch_the_queue_move(session, card)
     await expect(card).to_have_count(1)
     job_id = await card.get_attribute("data-job-id")
+    assert job_id is not None
 
     await expect(card).to_have_attribute("data-status", "SUCCEEDED")
     images = card.get_by_test_id("job-image")
@@ -111,7 +113,7 @@ async def test_chinese_prompt_from_queue_to_gallery(session: Session) -> None:
     assert steps == sorted(set(steps)) and steps[-1] == 20, steps
     assert await session.events(job_id, "JobPreview"), "no live preview arrived"
     preview = await card.get_by_test_id("job-preview").get_attribute("src")
-    assert preview.startswith("data:image/")
+    assert preview is not None and preview.startswith("data:image/")
 
     # One job and one charge for the double click; the jobs ahead were refunded in full.
     jobs = await session.gql("{ jobs(first: 50) { edges { node { prompt } } } }")

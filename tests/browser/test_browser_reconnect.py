@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
-from browser_harness import Session
 
-try:
+from tests.browser.browser_harness import Session
+
+with contextlib.suppress(ImportError):  # the fixtures skip (or fail when services are required)
     from playwright.async_api import expect
-except ImportError:  # the fixtures skip (or fail when services are required)
-    expect = None
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -36,6 +36,7 @@ async def test_socket_drop_mid_job_loses_no_event(session: Session) -> None:
     await session.sign_up("reconnect")
     card = await session.submit(f"a paper boat on a river {uuid.uuid4().hex[:6]}", steps=STEPS)
     job_id = await card.get_attribute("data-job-id")
+    assert job_id is not None
     await session.wait_step(card, 3)
     assert await page.evaluate("window.__stargraph.connections") == 1
 

@@ -203,8 +203,13 @@ def test_ledger_state_machine(engine: str, new_database: Callable[[str], Awaitab
     run(init_db(url))
     try:
         run(migrate(url))
+
+        class OnThisLoop(LedgerMachine):
+            def __init__(self) -> None:
+                super().__init__(run)
+
         run_state_machine_as_test(
-            lambda: LedgerMachine(run),
+            OnThisLoop,
             settings=settings(
                 max_examples=EXAMPLES[engine],
                 stateful_step_count=20,

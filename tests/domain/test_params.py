@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from stargraph.domain.capabilities import EMPTY_CAPABILITIES, Capabilities
 from stargraph.domain.errors import BadUserInput
-from stargraph.domain.params import SEED_MAX, SubmitRequest, has_forbidden_characters, validate
+from stargraph.domain.jobs import JobParams
+from stargraph.domain.params import (
+    SEED_MAX,
+    SubmitRequest,
+    has_forbidden_characters,
+    validate,
+)
 from stargraph.domain.types import Priority
 from stargraph.domain.workflows import WorkflowCatalog
 from stargraph.settings import PROJECT_ROOT
@@ -30,7 +36,7 @@ def _validate(
     request: SubmitRequest,
     capabilities: Capabilities = OFFER,
     default_model: str | None = "sdxl.safetensors",
-):
+) -> JobParams:
     return validate(request, capabilities, CATALOG, default_model, random.Random(7))
 
 
@@ -170,7 +176,11 @@ FORBIDDEN = [c for c in FORBIDDEN if c not in "\t\n\r"] + ["\ud800"]
 def test_control_characters_are_rejected_anywhere(
     before: str, bad: str, after: str, field: str
 ) -> None:
-    request = replace(BASE, **{field: f"x{before}{bad}{after}"})
+    text = f"x{before}{bad}{after}"
+    if field == "prompt":
+        request = replace(BASE, prompt=text)
+    else:
+        request = replace(BASE, negative_prompt=text)
     expected = "prompt" if field == "prompt" else "negativePrompt"
     assert _field_of(request) == expected
 

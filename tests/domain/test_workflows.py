@@ -6,6 +6,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -52,7 +53,7 @@ def _params(**changes: object) -> JobParams:
     return replace(params, **changes)  # type: ignore[arg-type]
 
 
-def _render(positive: str = "a cat", negative: str = "blurry", **changes: object) -> dict:
+def _render(positive: str = "a cat", negative: str = "blurry", **changes: object) -> dict[str, Any]:
     return CATALOG.render("t2i", JOB_ID, _params(**changes), positive, negative)
 
 

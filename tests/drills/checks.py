@@ -35,6 +35,7 @@ async def money_problems(job_ids: Collection[str], price: int) -> list[str]:
     moves: dict[str, Counter[str]] = defaultdict(Counter)
     amounts: dict[str, dict[str, int]] = defaultdict(dict)
     for entry in await LedgerEntryRow.filter(job_id__in=list(job_ids)):
+        assert entry.job_id is not None  # as the filter says
         moves[entry.job_id][entry.kind] += 1
         amounts[entry.job_id][entry.kind] = entry.amount
     images = Counter(r.job_id for r in await ImageRow.filter(job_id__in=list(job_ids)))  # type: ignore[attr-defined]

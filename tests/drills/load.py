@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from stargraph.domain.jobs import TERMINAL
+from stargraph.domain.types import JobId
 from stargraph.store.models import JobRow
 from tests.drills.checks import unfinished
 from tests.drills.processes import Process
@@ -18,7 +19,7 @@ ERROR_MARKER = "[simulate-error]"  # the simulator fails any prompt whose text c
 
 async def submit_jobs(
     rig: Rig, *, users: int, jobs: int, steps: int, fail_every: int | None = None
-) -> tuple[list[str], int]:
+) -> tuple[list[JobId], int]:
     """`jobs` QUEUED jobs (held and enqueued) from `users` users, taking turns; 1 or 2 images
     each. Every `fail_every`-th job fails in the simulator on purpose. Returns the ids and how
     many were made to fail."""

@@ -23,7 +23,8 @@ START_TIMEOUT_S = 10.0
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def redis_server_binary() -> str:

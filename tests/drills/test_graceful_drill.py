@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from redis.asyncio import Redis
 
 from stargraph.domain.jobs import IN_ENGINE, JobStatus
+from stargraph.domain.types import JobId
 from stargraph.store.models import JobRow
 from tests.drills.checks import assert_settled_and_stored
 from tests.drills.load import submit_jobs, terminal_count, wait_terminal
@@ -47,11 +49,11 @@ def _env(rig: Rig, db: str, redis_url: str, storage: Path, **extra: str) -> Stac
     )
 
 
-async def _assert_nothing_half_done(rig: Rig, redis: Redis, job_ids: list[str]) -> Counter[str]:
+async def _assert_nothing_half_done(rig: Rig, redis: Redis, job_ids: Sequence[str]) -> Counter[str]:
     """The state a clean stop leaves: waiting jobs in the queue, in-engine jobs in an engine."""
-    rows = await JobRow.filter(id__in=job_ids)
+    rows = await JobRow.filter(id__in=list(job_ids))
     states = Counter(r.status for r in rows)
-    queued = [r.id for r in rows if r.status == JobStatus.QUEUED.value]
+    queued = [JobId(r.id) for r in rows if r.status == JobStatus.QUEUED.value]
     missing = [j for j, p in (await rig.queue.positions(queued)).items() if p is None]
     assert not missing, f"QUEUED jobs not waiting in the queue after the stop: {missing[:10]}"
     assert await redis.zcard(rig.queue.keys.leases) == 0, "a lease outlived the worker"
@@ -85,11 +87,10 @@ async def test_sigterm_to_the_worker_under_load_loses_nothing(
             for stop_after in (20, 60):
                 ended_before = await terminal_count(job_ids)
                 worker.start()
-                watch = {"alive": [worker], "report": worker.tail}
                 # stop it only once it is at work (it ended a job): a SIGTERM during the
                 # interpreter's start-up, before any handler exists, tests nothing of ours
                 at_least = max(stop_after, ended_before + 1)
-                await wait_terminal(job_ids, at_least=at_least, **watch)
+                await wait_terminal(job_ids, at_least=at_least, alive=[worker], report=worker.tail)
                 began = time.monotonic()
                 code = await worker.terminate(within_s=30)
                 took = time.monotonic() - began
@@ -127,7 +128,8 @@ def _serve_registered() -> bool:
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 async def _until_up(http: httpx.AsyncClient, serve: Process) -> None:
@@ -143,7 +145,11 @@ async def _until_up(http: httpx.AsyncClient, serve: Process) -> None:
 
 
 async def _submitter(
-    http: httpx.AsyncClient, token: str, stop: asyncio.Event, accepted: list[str], seen: Counter
+    http: httpx.AsyncClient,
+    token: str,
+    stop: asyncio.Event,
+    accepted: list[str],
+    seen: Counter[str],
 ) -> None:
     """Submit one job after another until the server goes away (or `stop`)."""
     headers = {"Authorization": f"Bearer {token}"}

@@ -74,7 +74,8 @@ async def run_until_dispatched(
     """Start the dispatcher with every slot busy; once it has read `job` ahead, run
     `meanwhile` and free a slot. Returns the job as the dispatcher sent it, and the jobs
     read after the slot was freed."""
-    jobs, pool, stop, sent = ReadsSeen(rig), full_pool(rig), asyncio.Event(), []
+    sent: list[Job] = []
+    jobs, pool, stop = ReadsSeen(rig), full_pool(rig), asyncio.Event()
     running = asyncio.create_task(dispatcher(rig, jobs, pool, sent).run(stop))
     try:
         await until(lambda: job.id in jobs.reads)
@@ -146,7 +147,8 @@ async def test_slots_freeing_together_are_refilled_side_by_side(
         user = await rig.user("ann")
         first = await rig.submit(make_job(user))
         second = await rig.submit(make_job(user))
-        jobs, pool, stop, sent = ReadsSeen(rig), full_pool(rig), asyncio.Event(), []
+        sent: list[Job] = []
+        jobs, pool, stop = ReadsSeen(rig), full_pool(rig), asyncio.Event()
         slots = HeldReservations(rig.redis, rig.prefix)
         running = asyncio.create_task(dispatcher(rig, jobs, pool, sent, slots).run(stop))
         try:

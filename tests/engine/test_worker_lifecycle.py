@@ -28,7 +28,7 @@ async def test_a_graceful_stop_mid_run_leaves_nothing_stuck_and_a_restart_finish
         await _until_some_finished([j.id for j in jobs], 5)
         await rig.stop_worker()
 
-        states = Counter()
+        states: Counter[JobStatus] = Counter()
         for job in jobs:
             current = await rig.jobs.get(job.id)
             assert current is not None

@@ -6,15 +6,18 @@ These run the schema in process: none of them reaches a resolver.
 from __future__ import annotations
 
 import pytest
+from graphql import GraphQLError
 
-from stargraph.schema.build import SchemaOptions, build_schema
+from stargraph.schema.build import SchemaOptions, StarGraphSchema, build_schema
 
 SCHEMA = build_schema(SchemaOptions(max_depth=4, max_aliases=3, max_tokens=60))
 CLOSED = build_schema(SchemaOptions(introspection=False))
 SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
 
 
-async def _codes(query: str, variables: dict[str, object] | None = None, schema=SCHEMA):
+async def _codes(
+    query: str, variables: dict[str, object] | None = None, schema: StarGraphSchema = SCHEMA
+) -> tuple[list[str | None], list[GraphQLError]]:
     result = await schema.execute(query, variable_values=variables)
     assert result.errors, "expected the request to be refused"
     return [(e.extensions or {}).get("code") for e in result.errors], result.errors
@@ -61,6 +64,7 @@ async def test_variables_of_the_wrong_type_are_bad_user_input(
 ) -> None:
     codes, errors = await _codes(SUBMIT, {"i": value})
     assert codes == ["BAD_USER_INPUT"]
+    assert errors[0].extensions is not None
     assert errors[0].extensions["field"] == field
 
 

@@ -4,7 +4,9 @@ with the request id, and a rejected mutation changes nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ STATE = (
 )
 
 
-async def _code(call) -> tuple[str | None, dict]:
+async def _code(call: Awaitable[object]) -> tuple[str | None, dict[str, Any]]:
     with pytest.raises(GraphQLError) as caught:
         await call
     return caught.value.code, caught.value.errors[0].get("extensions", {})

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.execution import ExecutionResult
 
 import stargraph.schema.execution as execution
 import stargraph.schema.subscriptions as subscriptions
@@ -65,9 +66,9 @@ def _expected(event: ev.JobEvent) -> dict[str, Any]:
 async def _subscribe(
     monkeypatch: pytest.MonkeyPatch,
     query: str,
-    events: list[ev.JobEvent],
+    events: Sequence[ev.JobEvent],
     variables: dict[str, Any],
-) -> Any:
+) -> AsyncGenerator[ExecutionResult, None]:
     """Subscribe to `query` as user 1, with `events` as the job's stream."""
 
     async def stream(api: Any, principal: Any, job_id: JobId) -> AsyncIterator[ev.JobEvent]:
@@ -93,7 +94,7 @@ async def test_mixed_events_are_each_shaped_by_their_own_type(
     tracemalloc.start()
     try:
         held = []
-        async for n, result in aenumerate(results):  # type: ignore[arg-type]
+        async for n, result in aenumerate(results):
             assert result.errors is None
             assert result.data == {"jobEvents": expected[n]}
             held.append(tracemalloc.get_traced_memory()[0])
@@ -109,9 +110,11 @@ PLAIN = """subscription($id: ID!) { jobEvents(jobId: $id) {
   __typename jobId status ... on JobProgress { step maxSteps } } }"""
 
 
-async def _run(monkeypatch: pytest.MonkeyPatch, query: str, events: list[ev.JobEvent]) -> list[Any]:
+async def _run(
+    monkeypatch: pytest.MonkeyPatch, query: str, events: Sequence[ev.JobEvent]
+) -> list[ExecutionResult]:
     results = await _subscribe(monkeypatch, query, events, {"id": JOB})
-    return [result async for result in results]  # type: ignore[union-attr]
+    return [result async for result in results]
 
 
 async def test_events_with_a_selection_of_plain_values_are_answered_by_its_plan(
@@ -152,11 +155,14 @@ async def test_a_value_the_plan_cannot_give_is_an_error_as_before(
 ) -> None:
     steps = [e for e in _events() if isinstance(e, ev.JobProgress)][:3]
     broken = dataclasses.replace(steps[1], job_id=None)  # type: ignore[arg-type]
-    results = await _run(monkeypatch, PLAIN, [steps[0], broken, steps[2]])
+    first, failed, last = await _run(monkeypatch, PLAIN, [steps[0], broken, steps[2]])
 
-    assert results[0].data["jobEvents"]["step"] == steps[0].step
-    assert results[1].data is None
-    (error,) = results[1].errors
+    assert first.data is not None and last.data is not None
+    assert first.data["jobEvents"]["step"] == steps[0].step
+    assert failed.data is None
+    assert failed.errors is not None
+    (error,) = failed.errors
     assert error.path == ["jobEvents", "jobId"]  # reported where the ordinary path puts it
+    assert error.extensions is not None
     assert error.extensions["code"] == "INTERNAL_SERVER_ERROR"
-    assert results[2].data["jobEvents"]["step"] == steps[2].step
+    assert last.data["jobEvents"]["step"] == steps[2].step

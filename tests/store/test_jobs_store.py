@@ -4,6 +4,7 @@ idempotency keys, compare-and-set status changes, and settlement exactly once.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -191,9 +192,11 @@ async def test_concurrent_submissions_with_one_key_make_one_job(
 ) -> None:
     user = await make_user(100)
     attempts = [make_job(user, key="same-key") for _ in range(6)]
-    outcomes = await on_own_connections(
-        any_db, [lambda j=j: TortoiseJobStore(TortoiseLedger()).create_queued(j) for j in attempts]
-    )
+
+    async def create(job: Job) -> tuple[Job, bool]:
+        return await TortoiseJobStore(TortoiseLedger()).create_queued(job)
+
+    outcomes = await on_own_connections(any_db, [functools.partial(create, j) for j in attempts])
     assert [created for _, created in outcomes].count(True) == 1
     assert len({job.id for job, _ in outcomes}) == 1
     assert await JobRow.filter(user_id=user).count() == 1
@@ -246,11 +249,11 @@ async def test_only_one_of_concurrent_dispatchers_wins(
     user = await make_user(100)
     job = await queued_job(store, user)
     backends = [BackendId(f"http://b{i}") for i in range(5)]
-    results = await on_own_connections(
-        any_db,
-        [lambda b=b: TortoiseJobStore(TortoiseLedger()).mark_dispatched(job, b, T0)
-         for b in backends],
-    )  # fmt: skip
+
+    async def dispatch(backend: BackendId) -> Job | None:
+        return await TortoiseJobStore(TortoiseLedger()).mark_dispatched(job, backend, T0)
+
+    results = await on_own_connections(any_db, [functools.partial(dispatch, b) for b in backends])
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     stored = await store.get(job.id)
