@@ -1,7 +1,8 @@
 """RedisEventBus: each user's job events in a capped Redis stream, fanned out to every process.
 
 `publish` runs one Lua script: XADD to the user's stream, then PUBLISH
-`<user id> <stream id> <json>` on one channel (and, when asked, the queue-moved tick). The
+`<user id> <stream id> <json>` on one channel (and, when asked, the queue-moved tick and the
+wake-up of the dispatchers of the queue on the same prefix, `RedisJobQueue.wake`). The
 stream id is the event's cursor; both steps happen at once, so the cursor order is the
 delivery order in every process.
 
@@ -38,6 +39,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
+from stargraph.broker.keys import QueueKeys
 from stargraph.domain.errors import BadUserInput
 from stargraph.domain.events import (
     CursorExpired,
@@ -194,6 +196,7 @@ class _Names:
         self._stream = f"{tag}:events:user:"
         self.channel = f"{tag}:events"
         self.ticks = f"{tag}:queue-moved"
+        self.work = QueueKeys.for_prefix(prefix).channel  # what RedisJobQueue.wake publishes on
 
     def stream(self, user_id: UserId) -> str:
         return f"{self._stream}{user_id}"
@@ -248,13 +251,18 @@ class RedisEventBus:
 
     # -- publishing (any process) --------------------------------------------------------
 
-    async def publish(self, event: JobEvent, *, queue_moved: bool = False) -> str:
+    async def publish(
+        self, event: JobEvent, *, queue_moved: bool = False, wake_dispatchers: bool = False
+    ) -> str:
         """Append the event to its user's stream and fan it out; returns its cursor. With
-        `queue_moved`, the same round trip does what `queue_moved()` does."""
+        `queue_moved`, the same round trip does what `queue_moved()` does; with
+        `wake_dispatchers`, what `RedisJobQueue.wake()` does for the queue on this prefix."""
         payload = json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":"))
         args = [self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id]
         if queue_moved:
             args.append(self._names.ticks)
+        if wake_dispatchers:
+            args.append(self._names.work)
         keys = [self._names.stream(event.user_id)]
         cursor = await self._publish(keys, args, linger=isinstance(event, JobProgress))
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)

@@ -36,7 +36,8 @@ class JobQueue(Protocol):
     async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
         """Add the job (no-op if present); returns its exact 1-based position (0 while the
         job is leased to a backend). With `wake=False` dispatchers are not told until
-        `wake()`, so something can be announced before any of them can take the job."""
+        `wake()` (or an event published with `wake_dispatchers`), so something can be
+        announced before any of them can take the job."""
         ...
 
     async def wake(self) -> None:

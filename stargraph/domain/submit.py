@@ -175,12 +175,11 @@ class Submitter:
 
     async def _enqueue(self, job: Job) -> int:
         # JobQueued reaches the owner's stream before a dispatcher is woken to take the job,
-        # so its JobDispatched cannot come first
+        # so its JobDispatched cannot come first; the wake rides on the event's round trip
         position = await self._queue.enqueue(
             QueuedJob(job.id, job.user_id, job.params.priority, job.front), wake=False
         )
-        await announce_queued(self._events, job, self._clock(), position)
-        await self._queue.wake()
+        await announce_queued(self._events, job, self._clock(), position, wake_dispatchers=True)
         return position
 
 

@@ -272,9 +272,9 @@ async def test_dispatchers_hear_of_a_job_only_once_its_queued_event_is_stored(
         calls.append(f"enqueue, wake={wake}")
         return await enqueue(job, wake=wake)
 
-    async def noted_publish(event: JobEvent, *, queue_moved: bool = False) -> str:
-        calls.append(f"publish {type(event).__name__}")
-        return await publish(event, queue_moved=queue_moved)
+    async def noted_publish(event: JobEvent, **options: bool) -> str:
+        calls.append(f"publish {type(event).__name__}, wake={options.get('wake_dispatchers')}")
+        return await publish(event, **options)
 
     async def noted_wake() -> None:
         calls.append("wake")
@@ -286,7 +286,27 @@ async def test_dispatchers_hear_of_a_job_only_once_its_queued_event_is_stored(
     await w.submit(alice)
 
     # a dispatcher woken any earlier could publish JobDispatched before JobQueued
-    assert calls == ["enqueue, wake=False", "publish JobQueued", "wake"]
+    assert calls == ["enqueue, wake=False", "publish JobQueued, wake=True"]
+
+
+async def test_the_queued_event_is_out_before_the_dispatchers_wake_up(w: World) -> None:
+    alice = await w.user(100)
+    events_channel = f"{{{w.prefix}}}:events".encode()
+    work_channel = w.queue.keys.channel.encode()
+    listener = w.redis.pubsub()
+    await listener.subscribe(events_channel, work_channel)
+    try:
+        job = await w.submit(alice)
+        heard: list[tuple[bytes, bytes]] = []
+        async with asyncio.timeout(10):
+            while not any(channel == work_channel for channel, _ in heard):
+                message = await listener.get_message(timeout=1)
+                if message is not None and message["type"] == "message":
+                    heard.append((message["channel"], message["data"]))
+    finally:
+        await listener.aclose()
+    assert [channel for channel, _ in heard] == [events_channel, work_channel]
+    assert b'"kind":"queued"' in heard[0][1] and job.id.encode() in heard[0][1]
 
 
 async def test_a_pass_over_a_queue_that_holds_every_queued_job_lists_no_rows(
