@@ -44,10 +44,6 @@ _MARK_DISPATCHED = sql.Statement(
     "UPDATE jobs SET status = ?, backend = ?, dispatched_at = ?, attempts = attempts + 1"
     " WHERE id = ? AND status = ? AND attempts = ?"
 )
-_INSERT_JOB = sql.Statement(
-    f"INSERT INTO jobs ({', '.join(NEW_JOB_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(NEW_JOB_COLUMNS))})"
-)
 _UNFINISHED = sorted(set(JobStatus) - TERMINAL)
 _COUNT_UNFINISHED = sql.Statement(
     "SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?"
@@ -61,9 +57,8 @@ class TortoiseJobStore:
 
     async def create_queued(self, job: Job) -> tuple[Job, bool]:
         try:
-            async with in_transaction():
-                await self._ledger.hold_new_job(job.user_id, job.id, job.cost)
-                await sql.execute(_INSERT_JOB, *new_job_row(job))
+            row = ("jobs", NEW_JOB_COLUMNS, new_job_row(job))
+            await self._ledger.hold_new_job(job.user_id, job.id, job.cost, row)
         except IntegrityError:
             if job.idempotency_key is None:
                 raise

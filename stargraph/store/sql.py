@@ -2,7 +2,8 @@
 
 Tortoise (pypika) builds a statement's text anew on every call, which costs several times
 what the database round trip does on the submit path. The statements here are plain SQL that
-SQLite, PostgreSQL and MariaDB all accept: no quoted identifiers, no RETURNING, no `%`. They
+SQLite, PostgreSQL and MariaDB all accept: no quoted identifiers, no RETURNING, no `%` (except
+where a caller runs one on a single `dialect()` and says so). They
 run on Tortoise's connection, so they join the caller's `in_transaction()` and raise
 Tortoise's IntegrityError like any ORM call.
 """
@@ -44,6 +45,11 @@ def _placeholders(text: str, dialect: str) -> str:
     if dialect == "mysql":
         return text.replace("?", "%s")
     return text
+
+
+def dialect() -> str:
+    """The database's dialect: "sqlite", "postgres" or "mysql"."""
+    return str(connections.get(_CONNECTION).capabilities.dialect)
 
 
 async def execute(statement: Statement, *values: object) -> int:
