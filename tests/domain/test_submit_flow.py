@@ -23,7 +23,7 @@ from stargraph.domain.ledger import Balance
 from stargraph.domain.params import SubmitRequest
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.submit import restore_queue
-from stargraph.domain.types import BackendId, Priority
+from stargraph.domain.types import BackendId, JobId, Priority
 from stargraph.domain.workflows import filename_prefix
 from stargraph.store.models import JobRow
 from tests.domain.test_submit_support import (
@@ -304,7 +304,7 @@ async def test_the_queued_event_is_out_before_the_dispatchers_wake_up(w: World) 
                 if message is not None and message["type"] == "message":
                     heard.append((message["channel"], message["data"]))
     finally:
-        await listener.aclose()
+        await listener.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     assert [channel for channel, _ in heard] == [events_channel, work_channel]
     assert b'"kind":"queued"' in heard[0][1] and job.id.encode() in heard[0][1]
 
@@ -334,7 +334,7 @@ async def test_a_job_whose_enqueue_never_happened_is_restored(w: World) -> None:
     with pytest.raises(SimulatedCrash):
         await w.crashing.submit(alice, SubmitRequest(prompt="lost?", idempotency_key="k"))
     [row] = await JobRow.filter(prompt="lost?")
-    assert await w.queue.position(row.id) is None
+    assert await w.queue.position(JobId(row.id)) is None
     assert await w.ledger.balance(alice.user_id) == Balance(80, 20)
 
     assert await restore_queue(w.jobs, w.queue) == [row.id]
