@@ -147,7 +147,9 @@ class JobRow(Model):
         table = "jobs"
         table_description = "image generation jobs"
         unique_together = (("user", "idempotency_key"),)
-        indexes = (("user", "created_at"),)
+        # The submit path counts a user's unfinished jobs: without this index it reads every
+        # job the user ever had.
+        indexes = (("user", "created_at"), ("user", "status"))
 
 
 class ImageRow(Model):
