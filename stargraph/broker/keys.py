@@ -1,4 +1,4 @@
-"""Every Redis key name of the queue, from one configurable prefix.
+"""Every Redis key name of the queue and of the backends' slots, from one configurable prefix.
 
 All names carry the same hash tag, `{prefix}`, so every key a script touches hashes to one
 slot and the scripts also run on Redis Cluster.
@@ -53,3 +53,25 @@ class QueueKeys:
     def all(self) -> list[str]:
         """Every key the queue writes (to empty it, e.g. in tests and benchmarks)."""
         return self.scripted
+
+
+@dataclass(frozen=True, slots=True)
+class SlotKeys:
+    """The in-flight slots' keys, in the queue's hash slot, so that one script can claim a job
+    and reserve its slot."""
+
+    version: str  # STRING: counter; every slot operation takes the next number
+    channel: str  # pub/sub channel (not a key): "<count> <version> <backend>" after a release
+    _per_backend: str
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> SlotKeys:
+        return cls(
+            version=tagged(prefix, "slots:version"),
+            channel=tagged(prefix, "slots:freed"),
+            _per_backend=tagged(prefix, "slots:of:"),
+        )
+
+    def of(self, backend: str) -> str:
+        """ZSET: the ids of the jobs holding a slot on `backend`."""
+        return self._per_backend + backend

@@ -42,8 +42,9 @@ alone can do better: after user A's a1 was claimed, the rows "a2, then B's b1" m
 first (A just had its turn), while the same two rows with no a1 before them must run a2 first
 (arrival); the rows cannot tell the two apart.
 
-Every change is one Lua script (`lua/queue_*.lua` with the shared `lua/queue_lib.lua`),
-registered once per client; every key comes from `QueueKeys` and shares one hash tag.
+Every change is one Lua script (`lua/queue_*.lua` with the shared `lua/queue_lib.lua` and
+`lua/slots_lib.lua`), registered once per client; every key comes from `QueueKeys` (and, for
+`claim_into`, `SlotKeys`) and shares one hash tag.
 `wait_for_work` listens on a pub/sub channel that the scripts publish to.
 """
 
@@ -60,8 +61,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from stargraph.broker.keys import QueueKeys
-from stargraph.domain.queue import Claim, QueuedJob, band_of
+from stargraph.broker.keys import QueueKeys, SlotKeys
+from stargraph.domain.backends import SlotCount
+from stargraph.domain.queue import Claim, QueuedJob, SlotClaim, band_of
 from stargraph.domain.types import BackendId, JobId, Priority
 
 _LUA = files("stargraph.broker").joinpath("lua")
@@ -70,6 +72,7 @@ _SCRIPTS = (
     "enqueue",
     "positions",
     "claim",
+    "claim_into",
     "head",
     "ack",
     "requeue",
@@ -78,7 +81,11 @@ _SCRIPTS = (
     "remove",
     "clear",
 )
-_SOURCES = {name: _LIB + "\n" + _LUA.joinpath(f"queue_{name}.lua").read_text() for name in _SCRIPTS}
+_SLOTS_LIB = _LUA.joinpath("slots_lib.lua").read_text()
+_SOURCES = {
+    name: _LIB + "\n" + _SLOTS_LIB + "\n" + _LUA.joinpath(f"queue_{name}.lua").read_text()
+    for name in _SCRIPTS
+}
 _EXPIRE_BATCH = 1000
 _REPLAY_BATCH = 1000  # jobs per script call: keeps each call short (Redis runs one at a time)
 
@@ -112,14 +119,17 @@ class RedisJobQueue:
     ) -> None:
         self._redis = redis
         self.keys = QueueKeys.for_prefix(prefix)
+        self._slots = SlotKeys.for_prefix(prefix)
         self._park_ms = round(park_s * 1000)
         self._scripts = {name: redis.register_script(src) for name, src in _SOURCES.items()}
         self._signal = _WorkSignal(listener or redis, self.keys.channel)
 
-    async def _run(self, name: str, *args: str | int, wake: bool = True) -> Any:
+    async def _run(
+        self, name: str, *args: str | int, wake: bool = True, more_keys: Sequence[str] = ()
+    ) -> Any:
         script: AsyncScript = self._scripts[name]
         channel = self.keys.channel if wake else ""
-        return await script(keys=self.keys.scripted, args=[channel, *args])
+        return await script(keys=[*self.keys.scripted, *more_keys], args=[channel, *args])
 
     async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
         """Add the job (no-op if known); its 1-based position, 0 while it is leased. With
@@ -156,6 +166,16 @@ class RedisJobQueue:
         if job is None:
             return None
         return Claim(JobId(_text(job)), backend, token)
+
+    async def claim_into(self, backend: BackendId, limit: int, lease_s: float) -> SlotClaim:
+        """`JobQueue.claim_into`, with the slots of `RedisSlotBook` on the same prefix."""
+        token = uuid.uuid4().hex
+        slots = (self._slots.version, self._slots.of(backend))
+        job, count, version, full = await self._run(
+            "claim_into", token, max(1, round(lease_s * 1000)), limit, more_keys=slots
+        )
+        claim = None if job is None else Claim(JobId(_text(job)), backend, token)
+        return SlotClaim(claim, bool(full), SlotCount(int(count), int(version)))
 
     async def heads(self, n: int) -> list[JobId]:
         """The jobs the next `n` claims would take, in order, without claiming them."""

@@ -294,6 +294,11 @@ class BackendPool:
     def note_checkpoint(self, backend: BackendId, checkpoint: str) -> None:
         self._states[backend].last_checkpoint = checkpoint
 
+    def last_checkpoint(self, backend: BackendId) -> str | None:
+        """The checkpoint of the last job sent to `backend` (likely still loaded there)."""
+        state = self._states.get(backend)
+        return None if state is None else state.last_checkpoint
+
     def note_run_time(self, backend: BackendId, seconds: float) -> None:
         state = self._states[backend]
         if state.mean_run_s is None:

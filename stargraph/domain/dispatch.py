@@ -1,19 +1,20 @@
 """The dispatcher: a free slot and a waiting job meet, and the job goes to a backend.
 
-One step: wait for a free slot (pool signal) → claim the best waiting job with a lease (or
-wait for work: queue signal) → pick the best backend for its checkpoint by the local hints;
-then, in a task of its own while the next step claims for the next free slot: reserve a slot
-there (shared SlotBook) → QUEUED → DISPATCHED (compare-and-set) → POST with prompt id = job
-id and client id = that backend's listener → confirm the slot and ack. While every slot is
-busy the next jobs are read ahead, so a freed slot costs two Redis scripts and one UPDATE
-before its POST; and the ending of the job that freed it waits for that POST
-(`BackendPool.refills_first`).
+One step: wait for a free slot (pool signal) → pick a backend by the local hints, for the
+checkpoint of the job read ahead → claim the best waiting job into a slot there, lease and
+reservation in one Redis script (or wait for work: queue signal) → should the job's
+checkpoint be loaded on another free backend and not on that one, move its slot there; then,
+in a task of its own while the next step claims for the next free slot: QUEUED → DISPATCHED
+(compare-and-set) → POST with prompt id = job id and client id = that backend's listener →
+confirm the slot and ack. While every slot is busy the next jobs are read ahead, so a freed
+slot costs one Redis script and one UPDATE before its POST; and the ending of the job that
+freed it waits for that POST (`BackendPool.refills_first`).
 
 Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
 job that never reached the backend is found by reconciliation (neither in the backend's
 queue nor in its history) and goes back to the queue. Several dispatcher processes need no
-lock: the queue's atomic claim hands each job to one of them, and the SlotBook's atomic
-reservation keeps each backend at `max_inflight`.
+lock: the queue's atomic claim hands each job to one of them, and takes its slot only while
+the backend has fewer than `max_inflight`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class _Ticket:
-    """A claimed job and the backend picked for it (its slot is reserved next)."""
+    """A claimed job and the backend whose slot it holds."""
 
     claim: Claim
     job: Job
@@ -90,14 +91,17 @@ class _ReadAhead:
 
     async def _read(self) -> None:
         try:
-            heads = await self._queue.heads(self._depth)
-            kept = {job_id: self._next[job_id] for job_id in heads if job_id in self._next}
-            for job_id in heads:
-                if job_id not in kept and (job := await self._jobs.get(job_id)) is not None:
+            kept: dict[JobId, Job] = {}  # in queue order
+            for job_id in await self._queue.heads(self._depth):
+                if (job := self._next.get(job_id) or await self._jobs.get(job_id)) is not None:
                     kept[job_id] = job
             self._next = kept
         except Exception:  # only a shortcut: the claim reads the job itself
             log.debug("read-ahead failed", exc_info=True)
+
+    def next_checkpoint(self) -> str | None:
+        """The checkpoint of the job the next claim should take, if it was read."""
+        return next((job.params.model for job in self._next.values()), None)
 
     def take(self, job_id: JobId) -> Job | None:
         """The copy read ahead if `job_id` was read; it is used once."""
@@ -172,30 +176,49 @@ class Dispatcher:
             await self._pool.wait_for_slot(stop)  # resumes in one step when a slot frees
             if stop.is_set():
                 return
-        claim = await self._claim()
-        if claim is None:
-            self._pool.nothing_to_refill()
-            await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
+        backend = self._pool.pick(self._ahead.next_checkpoint())
+        if backend is None:  # the free slot went meanwhile (its backend left, say)
             return
+        taken = await self._queue.claim_into(backend, self._pool.max_inflight, self._policy.lease_s)
+        self._pool.set_inflight(backend, taken.count)
+        if taken.claim is None:
+            if not taken.full:  # (when full, the count just applied tells the pool)
+                self._pool.nothing_to_refill()
+                await _unless_stopped(self._queue.wait_for_work(self._policy.idle_wait_s), stop)
+            return
+        claim = taken.claim
         job = self._ahead.take(claim.job_id) or await self._jobs.get(claim.job_id)
         if job is None or job.status is not JobStatus.QUEUED:
+            await self._free(backend, claim.job_id)
             await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
             return
-        backend = self._pool.pick(job.params.model)
-        if backend is None:  # the free slot went meanwhile (its backend left, say)
-            await self._queue.requeue(job.id)
-            return
-        # The reservation and the send go on in their own task, so that the next claim for
-        # another free slot need not wait for them; each backend still gets its jobs in turn.
+        backend = await self._to_its_checkpoint(job, backend)
+        # The send goes on in its own task, so that the next claim for another free slot
+        # need not wait for it; each backend still gets its jobs in turn.
         before = self._last_send.get(backend)
         task = sends.create_task(self._deliver_in_turn(_Ticket(claim, job, backend), before))
         self._last_send[backend] = task
 
-    async def _claim(self) -> Claim | None:
-        hint = self._pool.candidates(None)
-        if not hint:
-            return None
-        return await self._queue.claim(hint[0], self._policy.lease_s)
+    async def _to_its_checkpoint(self, job: Job, backend: BackendId) -> BackendId:
+        """`backend`, whose slot the claim took before the job was known, unless it last ran
+        another checkpoint and a free backend last ran the job's: then the slot moves there
+        (loading a checkpoint costs far more than two round trips)."""
+        model = job.params.model
+        better = self._pool.candidates(model)
+        if (
+            self._pool.last_checkpoint(backend) == model
+            or not better
+            or self._pool.last_checkpoint(better[0]) != model
+        ):
+            return backend
+        taken, count = await self._slots.reserve(
+            better[0], job.id, self._pool.max_inflight, self._policy.lease_s
+        )
+        self._pool.set_inflight(better[0], count)
+        if not taken:
+            return backend
+        await self._free(backend, job.id)
+        return better[0]
 
     async def _deliver_in_turn(self, ticket: _Ticket, before: asyncio.Task[None] | None) -> None:
         try:
@@ -205,16 +228,10 @@ class Dispatcher:
             log.exception("dispatch of %s failed", ticket.job.id)
 
     async def _deliver(self, ticket: _Ticket, before: asyncio.Task[None] | None = None) -> None:
-        job = ticket.job
-        backend = await self._reserve(job, ticket.backend)
-        if backend is None:
-            await self._queue.requeue(job.id)  # other processes took the slots first
-            return
-        if backend != ticket.backend:
-            before = None  # (rare) another backend took it: nothing was sent there before it
+        job, backend = ticket.job, ticket.backend
         dispatched = await self._mark_dispatched(job, backend)
         if dispatched is None:  # cancelled meanwhile
-            await self._free(backend, job)
+            await self._free(backend, job.id)
             await self._queue.ack(ticket.claim)
             return
         if before is not None and not before.done():
@@ -238,19 +255,6 @@ class Dispatcher:
             return None
         return await self._jobs.mark_dispatched(current, backend, self._clock())
 
-    async def _reserve(self, job: Job, picked: BackendId) -> BackendId | None:
-        """A slot for `job` in the SlotBook: on `picked` if it still has room there, else on
-        the next best backend; None when every one is full."""
-        others = [b for b in self._pool.candidates(job.params.model) if b != picked]
-        for backend in (picked, *others):
-            taken, count = await self._slots.reserve(
-                backend, job.id, self._pool.max_inflight, self._policy.lease_s
-            )
-            self._pool.set_inflight(backend, count)
-            if taken:
-                return backend
-        return None
-
     async def _send(self, claim: Claim, job: Job, backend: BackendId) -> None:
         if self._sent is not None:
             self._sent(job, backend)
@@ -260,11 +264,11 @@ class Dispatcher:
         try:
             await self._gateway.post(backend, job.id, job.graph, self._client_ids[backend])
         except BackendRejected as exc:
-            await self._free(backend, job)
+            await self._free(backend, job.id)
             await self._fail(job, REJECTED, exc.message)
         except BackendUnreachable as exc:
             self._pool.back_off(backend, f"send failed: {exc}")
-            await self._free(backend, job)
+            await self._free(backend, job.id)
             await self._retry_or_fail(job, str(exc))
         except BackendUncertain as exc:
             # It may be inside the backend: keep it DISPATCHED there (slot held) and let
@@ -276,8 +280,8 @@ class Dispatcher:
             self._pool.note_checkpoint(backend, job.params.model)
         await self._queue.ack(claim)
 
-    async def _free(self, backend: BackendId, job: Job) -> None:
-        self._pool.set_inflight(backend, await self._slots.release(backend, job.id))
+    async def _free(self, backend: BackendId, job_id: JobId) -> None:
+        self._pool.set_inflight(backend, await self._slots.release(backend, job_id))
 
     async def _retry_or_fail(self, job: Job, reason: str) -> None:
         if job.attempts >= self._policy.max_attempts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from stargraph.domain.backends import SlotCount
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
 
 
@@ -32,6 +33,15 @@ class Claim:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class SlotClaim:
+    """What `JobQueue.claim_into` did: the job it leased into a slot, if any."""
+
+    claim: Claim | None  # None: the backend had no free slot, or nothing waited
+    full: bool  # the backend had no free slot, so nothing was claimed
+    count: SlotCount  # the backend's slots in use after it
+
+
 class JobQueue(Protocol):
     async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
         """Add the job (no-op if present); returns its exact 1-based position (0 while the
@@ -52,6 +62,12 @@ class JobQueue(Protocol):
 
     async def claim(self, backend: BackendId, lease_s: float) -> Claim | None:
         """Atomically lease the best waiting job to `backend`; None when the queue is empty."""
+        ...
+
+    async def claim_into(self, backend: BackendId, limit: int, lease_s: float) -> SlotClaim:
+        """If fewer than `limit` of `backend`'s slots in the SlotBook are taken: lease the
+        best waiting job and reserve one of them for it, in one atomic step. The reservation
+        lapses with the lease unless it is confirmed (`SlotBook.confirm`)."""
         ...
 
     async def heads(self, n: int) -> list[JobId]:

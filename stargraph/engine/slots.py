@@ -8,7 +8,8 @@ it. Each script runs atomically, so the check "fewer than max_inflight" and the 
 the slot cannot interleave between processes. Releases are published so that every
 dispatcher wakes, whichever process freed the slot. Every script also takes a number from one
 shared counter, so each count it returns carries the order in which Redis ran it
-(`SlotCount.version`).
+(`SlotCount.version`). The keys share the queue's hash tag (`broker.keys.SlotKeys`), so
+that the queue's `claim_into` leases a job and reserves its slot in one script.
 """
 
 from __future__ import annotations
@@ -16,68 +17,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from importlib.resources import files
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stargraph.broker.keys import SlotKeys
 from stargraph.domain.backends import SlotCount
 from stargraph.domain.types import BackendId, JobId
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] is always the version counter. It starts from the server clock in µs, so that after
-# Redis is flushed or restarted the versions still exceed every one handed out before.
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], t[1] .. string.format('%06d', tonumber(t[2])))
-end
-local version = redis.call('INCR', KEYS[1])
-"""
-
-# KEYS[2] the backend's slots; ARGV[1] job id, ARGV[2] limit, ARGV[3] ttl in ms
-_RESERVE = (
-    _NOW_MS
-    + """
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return {1, redis.call('ZCARD', KEYS[2]), version}
-end
-local n = redis.call('ZCARD', KEYS[2])
-if n >= tonumber(ARGV[2]) then
-  return {0, n, version}
-end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-return {1, n + 1, version}
-"""
-)
-
-# KEYS[2] the backend's slots; ARGV[1] job id, ARGV[2] channel, ARGV[3] backend
-_RELEASE = (
-    _NOW_MS
-    + """
-local removed = redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local n = redis.call('ZCARD', KEYS[2])
-if removed == 1 then
-  redis.call('PUBLISH', ARGV[2], string.format('%d %d %s', n, version, ARGV[3]))
-end
-return {n, version}
-"""
-)
-
-# KEYS[i + 1] slots of backend i; returns the version, then the count of each backend
-_COUNTS = (
-    _NOW_MS
-    + """
-local out = {version}
-for i = 2, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  out[i] = redis.call('ZCARD', KEYS[i])
-end
-return out
-"""
+_LUA = files("stargraph.broker").joinpath("lua")
+_LIB = _LUA.joinpath("slots_lib.lua").read_text()
+_RESERVE, _RELEASE, _COUNTS = (
+    _LIB + "\n" + _LUA.joinpath(f"slots_{name}.lua").read_text()
+    for name in ("reserve", "release", "counts")
 )
 
 
@@ -86,19 +41,17 @@ class RedisSlotBook:
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
-        # one hash tag for every slots key, so the multi-key count script runs on a cluster
-        self._key_prefix = f"{prefix}:{{engine}}:slots:"
-        self.channel = f"{prefix}:{{engine}}:slot-freed"
-        self._version_key = f"{prefix}:{{engine}}:slots-version"
+        self._names = SlotKeys.for_prefix(prefix)
+        self.channel = self._names.channel
         self._reserve = redis.register_script(_RESERVE)
         self._release = redis.register_script(_RELEASE)
         self._counts = redis.register_script(_COUNTS)
 
     def _key(self, backend: BackendId) -> str:
-        return self._key_prefix + backend
+        return self._names.of(backend)
 
     def _keys(self, backends: Sequence[BackendId]) -> list[str]:
-        return [self._version_key, *(self._key(b) for b in backends)]
+        return [self._names.version, *(self._key(b) for b in backends)]
 
     async def reserve(
         self, backend: BackendId, job_id: JobId, limit: int, ttl_s: float

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
 from redis.asyncio import Redis
 
-from stargraph.domain.backends import BackendPool, SlotCount
+from stargraph.domain.backends import BackendPool
 from stargraph.domain.dispatch import Dispatcher, DispatchPolicy
 from stargraph.domain.jobs import Job, JobStatus
 from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.store.jobs import TortoiseJobStore
 from tests.engine.counts import fresh
-from tests.engine.factory import make_job
+from tests.engine.factory import CHECKPOINT, make_job
 from tests.engine.harness import Rig, engine_rig
 
 
@@ -123,21 +124,19 @@ async def test_a_copy_made_stale_by_another_dispatcher_counts_attempts_from_the_
         assert stored is not None and stored.attempts == 2
 
 
-class HeldReservations(RedisSlotBook):
-    """The real slot book, whose first reservation waits until `go` is set."""
+class FirstUpdateHeld(ReadsSeen):
+    """The real store, whose first QUEUED → DISPATCHED waits until `go` is set."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        super().__init__(redis, prefix)
+    def __init__(self, rig: Rig) -> None:
+        super().__init__(rig)
         self.go = asyncio.Event()
         self.asked: list[JobId] = []
 
-    async def reserve(
-        self, backend: BackendId, job_id: JobId, limit: int, ttl_s: float
-    ) -> tuple[bool, SlotCount]:
-        self.asked.append(job_id)
+    async def mark_dispatched(self, job: Job, backend: BackendId, at: datetime) -> Job | None:
+        self.asked.append(job.id)
         if len(self.asked) == 1:
             await self.go.wait()
-        return await super().reserve(backend, job_id, limit, ttl_s)
+        return await super().mark_dispatched(job, backend, at)
 
 
 async def test_slots_freeing_together_are_refilled_side_by_side(
@@ -148,25 +147,49 @@ async def test_slots_freeing_together_are_refilled_side_by_side(
         first = await rig.submit(make_job(user))
         second = await rig.submit(make_job(user))
         sent: list[Job] = []
-        jobs, pool, stop = ReadsSeen(rig), full_pool(rig), asyncio.Event()
-        slots = HeldReservations(rig.redis, rig.prefix)
-        running = asyncio.create_task(dispatcher(rig, jobs, pool, sent, slots).run(stop))
+        jobs, pool, stop = FirstUpdateHeld(rig), full_pool(rig), asyncio.Event()
+        running = asyncio.create_task(dispatcher(rig, jobs, pool, sent).run(stop))
         try:
             await until(lambda: {first.id, second.id} <= set(jobs.reads))
             jobs.reads.clear()
             for backend in rig.backends:  # both backends end a job at the same moment
                 pool.set_inflight(backend, fresh(0))
 
-            # the second job is claimed, given its slot and sent while the first one's
-            # reservation is still held up
+            # the second job is claimed into its slot and sent while the first one's
+            # UPDATE is still held up
             await until(lambda: [job.id for job in sent] == [second.id])
-            assert slots.asked == [first.id, second.id]
-            slots.go.set()
+            assert jobs.asked == [first.id, second.id]
+            jobs.go.set()
 
             await until(lambda: len(sent) == 2)
             assert {job.backend for job in sent} == set(rig.backends)
             assert jobs.reads == []  # both were read ahead
         finally:
             stop.set()
-            slots.go.set()
+            jobs.go.set()
+            await asyncio.wait_for(running, 10)
+
+
+async def test_a_job_claimed_before_it_was_read_goes_where_its_checkpoint_is_loaded(
+    db: str, redis: Redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with engine_rig(redis, redis_prefix, tmp_path, backends=2, start=False) as rig:
+        loaded, other = rig.backends
+        pool = BackendPool(rig.backends, max_inflight=2)
+        for backend in rig.backends:
+            pool.mark_up(backend)
+        pool.note_checkpoint(loaded, CHECKPOINT)
+        pool.note_checkpoint(other, "another.safetensors")
+        pool.set_inflight(loaded, fresh(1))  # busier: a pick with no job in view goes to `other`
+        sent: list[Job] = []
+        stop = asyncio.Event()
+        running = asyncio.create_task(dispatcher(rig, ReadsSeen(rig), pool, sent).run(stop))
+        try:
+            job = await rig.submit(make_job(await rig.user("ann")))  # nothing was read ahead
+            await until(lambda: bool(sent))
+            assert sent[0].id == job.id and sent[0].backend == loaded
+            counts = await RedisSlotBook(rig.redis, rig.prefix).counts(rig.backends)
+            assert (counts[loaded].inflight, counts[other].inflight) == (1, 0)
+        finally:
+            stop.set()
             await asyncio.wait_for(running, 10)

@@ -52,7 +52,7 @@ async def test_versions_grow_in_redis_order_even_across_a_flush(
     _, first = await book.reserve(B, JobId("a"), 2, 30)
     second = await book.release(B, JobId("a"))
     assert second.version > first.version
-    await redis.delete(*await redis.keys(f"{redis_prefix}*"))  # as after a flush or a restart
+    await redis.delete(*await redis.keys(f"*{redis_prefix}*"))  # as after a flush or a restart
     _, third = await book.reserve(B, JobId("b"), 2, 30)
     assert third.version > second.version
 

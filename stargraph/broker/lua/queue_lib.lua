@@ -183,3 +183,24 @@ end
 
 -- an empty channel: the caller wakes dispatchers itself, later (`RedisJobQueue.wake`)
 local function signal() if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, '1') end end
+
+-- Leases the first waiting job (token, lease ms); its id, or nil when nothing waits.
+local function claim_first(token, lease_ms)
+  local top = redis.call('ZRANGE', ORDER, 0, 0)[1]
+  if not top then return nil end
+  local m = load(job_of(top))
+  drop(m)
+  local band = band_of(top)
+  if band ~= FRONT then
+    local place = place_in(top)
+    advance(band, place)
+    local field = chain_prefix(band, m.user)
+    local served = redis.call('HGET', SERVED, field)
+    if not served or place > served then redis.call('HSET', SERVED, field, place) end
+  end
+  m.state = 'l'
+  save(m)
+  redis.call('ZADD', LEASES, now_ms() + tonumber(lease_ms), m.job)
+  redis.call('HSET', TOKENS, m.job, token)
+  return m.job
+end
