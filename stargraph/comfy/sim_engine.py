@@ -267,6 +267,9 @@ class Engine:
         while True:
             item = await self._take()
             await self._execute(item)
+            # ComfyUI's worker thread hands its frames to the server's loop, which sends them
+            # while the next prompt starts: the publisher runs before the next prompt does.
+            await asyncio.sleep(0)
 
     async def wait_idle(self) -> None:
         """Until nothing runs and nothing waits."""
