@@ -237,6 +237,9 @@ class Listener:
         job = live.job
         match change:
             case Started():
+                # a job starts as the one before it ends, and its UPDATE would share the
+                # database with that slot's refill: the refill's POST goes first
+                await self._pool.refills_first()
                 await self._started(live)
             case Stepped(step=step, max_steps=max_steps):
                 await self._stepped(live, step, max_steps)
