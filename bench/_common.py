@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -72,6 +73,31 @@ def machine() -> str:
     return (
         f"{model}, {os.cpu_count()} vCPU, load average {load}, Python {platform.python_version()}"
     )
+
+
+async def wake_cost_ms(redis_url: str, samples: int = 60) -> tuple[float, float]:
+    """Median PING round trip to Redis over loopback, back to back and after 20 ms idle.
+
+    Latency benchmarks pay the second one on every hop between processes: on a VM whose idle
+    vCPUs are slow to wake it can be ten times the first, and it sets the floor of their
+    figures."""
+    parts = urlsplit(redis_url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 6379)
+    try:
+        medians = []
+        for idle_s in (0.0, 0.02):
+            times = []
+            for _ in range(samples):
+                if idle_s:
+                    await asyncio.sleep(idle_s)
+                began = time.perf_counter()
+                writer.write(b"PING\r\n")
+                await reader.readline()
+                times.append((time.perf_counter() - began) * 1000)
+            medians.append(median(times))
+        return medians[0], medians[1]
+    finally:
+        writer.close()
 
 
 @dataclass

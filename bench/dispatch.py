@@ -39,7 +39,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import median, percentile  # noqa: E402
+from _common import machine, median, percentile, wake_cost_ms  # noqa: E402
 
 from stargraph.broker.connection import connect_redis  # noqa: E402
 from stargraph.broker.events import RedisEventBus  # noqa: E402
@@ -318,6 +318,7 @@ def _redis_url() -> str | None:
 
 async def main(args: argparse.Namespace) -> None:
     redis_url = _redis_url()
+    wake = None if redis_url is None else await wake_cost_ms(redis_url)
     with tempfile.TemporaryDirectory() as tmp:
         db_url = _database_url(args.database_url, tmp)
         await create_database(db_url)
@@ -333,6 +334,11 @@ async def main(args: argparse.Namespace) -> None:
     database = args.database_url.split("://")[0] if args.database_url else "SQLite file"
     print(f"{args.jobs} jobs of {job_s:g} s over 2 simulated backends "
           f"(Redis: {redis_url or 'in-process'}, database: {database})")  # fmt: skip
+    print(f"machine: {machine()}")
+    if wake is not None:
+        hot, idle = wake
+        print(f"loopback round trip to Redis: {hot:.2f} ms back to back, {idle:.2f} ms after "
+              "20 ms idle (every hop between processes in a refill pays the second)")  # fmt: skip
     print(ours.row())
     print(base.row())
 
