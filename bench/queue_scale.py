@@ -1,5 +1,6 @@
 """Queue latency against queue length: enqueue, position and claim at 0, 10 000 and 100 000
-waiting jobs, with the ratio to the empty queue (target: at most 1.2x at 100 000).
+waiting jobs, with the ratio to the empty queue (target: at most 1.2x at 100 000). The claim
+is the dispatcher's: the first job and a backend's slot for it, in one script.
 
     python bench/queue_scale.py [--redis-url redis://127.0.0.1:6379/0] [--samples 2000]
 
@@ -20,9 +21,11 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from stargraph.broker.connection import connect_redis
+from stargraph.broker.keys import SlotKeys
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
+from stargraph.engine.slots import RedisSlotBook
 
 BANDS = [Priority.URGENT, Priority.HIGH] + [Priority.NORMAL] * 6 + [Priority.LOW] * 2
 GPU = BackendId("bench")
@@ -67,7 +70,9 @@ async def fill(queue: RedisJobQueue, jobs: Jobs, target: int) -> None:
         jobs.waiting += [j.job_id for j in batch]
 
 
-async def measure(queue: RedisJobQueue, jobs: Jobs, samples: int) -> dict[str, list[float]]:
+async def measure(
+    queue: RedisJobQueue, slots: RedisSlotBook, jobs: Jobs, samples: int
+) -> dict[str, list[float]]:
     """Enqueue `samples` new jobs, ask `samples` positions, claim `samples` jobs; then put
     everything back as it was (untimed) so the length stays at its level."""
     new = jobs.make(samples)
@@ -78,13 +83,14 @@ async def measure(queue: RedisJobQueue, jobs: Jobs, samples: int) -> dict[str, l
     claims: list[JobId] = []
 
     async def claim() -> None:
-        taken = await queue.claim(GPU, 60)
-        assert taken is not None
-        claims.append(taken.job_id)
+        taken = await queue.claim_into(GPU, samples, 60)
+        assert taken.claim is not None
+        claims.append(taken.claim.job_id)
 
     claim_us = await timed([claim] * samples)
     for job_id in claims:
         await queue.requeue(job_id)
+        await slots.release(GPU, job_id)
     for job in new:
         await queue.remove(job.job_id)
     jobs.waiting = jobs.waiting[: len(jobs.waiting) - samples]
@@ -108,7 +114,10 @@ def report(results: dict[int, dict[str, list[float]]]) -> None:
 
 
 async def side_by_side(
-    queues: dict[int, tuple[RedisJobQueue, Jobs]], samples: int, deadline: float
+    queues: dict[int, tuple[RedisJobQueue, Jobs]],
+    slots: dict[int, RedisSlotBook],
+    samples: int,
+    deadline: float,
 ) -> dict[int, dict[str, list[float]]]:
     """Rounds of 100 samples per level, levels in random order each round, so that the
     machine's noise falls on every level alike."""
@@ -119,7 +128,8 @@ async def side_by_side(
     for _ in range(max(1, samples // 100)):
         random.shuffle(order)
         for level in order:
-            for op, took in (await measure(*queues[level], 100)).items():
+            queue, jobs = queues[level]
+            for op, took in (await measure(queue, slots[level], jobs, 100)).items():
                 results[level][op] += took
         if time.monotonic() > deadline:
             print("stopped early: over --max-seconds")
@@ -131,20 +141,22 @@ async def run(args: argparse.Namespace) -> None:
     memory = args.redis_url.startswith("memory")
     redis = connect_redis(None if memory else args.redis_url)
     run_id = uuid.uuid4().hex[:8]
+    prefixes = {level: f"bench-{run_id}-{level}" for level in args.levels}
     queues = {
-        level: (RedisJobQueue(redis, f"bench-{run_id}-{level}"), Jobs(args.users, args.seed + i))
+        level: (RedisJobQueue(redis, prefixes[level]), Jobs(args.users, args.seed + i))
         for i, level in enumerate(args.levels)
     }
+    slots = {level: RedisSlotBook(redis, prefixes[level]) for level in args.levels}
     try:
         for level, (queue, jobs) in queues.items():
             await fill(queue, jobs, level)
             assert await queue.length() == level
-            await measure(queue, jobs, 100)  # warm-up
+            await measure(queue, slots[level], jobs, 100)  # warm-up
         deadline = time.monotonic() + args.max_seconds
-        results = await side_by_side(queues, args.samples, deadline)
+        results = await side_by_side(queues, slots, args.samples, deadline)
     finally:
-        for queue, _ in queues.values():
-            await redis.delete(*queue.keys.all)
+        for level, (queue, _) in queues.items():
+            await redis.delete(*queue.keys.all, SlotKeys.for_prefix(prefixes[level]).version)
             await queue.aclose()
         await redis.aclose()
     where = "in-process Redis" if memory else args.redis_url
