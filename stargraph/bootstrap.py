@@ -266,7 +266,7 @@ async def _adapters(stack: AsyncExitStack, settings: Settings, auto_migrate: boo
     await events.start()
     stack.push_async_callback(events.aclose)
     ledger = TortoiseLedger()
-    queue = RedisJobQueue(redis, settings.redis_prefix, listener=listen)
+    queue = RedisJobQueue(redis, settings.redis_prefix, listener=listen, events=events)
     stack.push_async_callback(queue.aclose)  # its wake-up listener stops before Redis closes
     return _Adapters(
         redis=redis,
@@ -315,7 +315,6 @@ def _submitter(
     return Submitter(
         jobs=a.jobs,
         queue=a.queue,
-        events=a.events,
         limiter=a.limiter,
         translator=translator,
         catalog=catalog,

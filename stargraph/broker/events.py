@@ -1,10 +1,10 @@
 """RedisEventBus: each user's job events in a capped Redis stream, fanned out to every process.
 
 `publish` runs one Lua script: XADD to the user's stream, then PUBLISH
-`<user id> <stream id> <json>` on one channel (and, when asked, the queue-moved tick and the
-wake-up of the dispatchers of the queue on the same prefix, `RedisJobQueue.wake`). The
+`<user id> <stream id> <json>` on one channel (and, when asked, the queue-moved tick). The
 stream id is the event's cursor; both steps happen at once, so the cursor order is the
-delivery order in every process.
+delivery order in every process. `RedisJobQueue.enqueue_announced` runs the same steps in the
+queue's script that adds the job (`announcement`).
 
 Each process runs ONE listener: a pub/sub connection on the queue-moved channel, and on that
 channel from its first follower on (a process that follows nobody, such as a worker, does not
@@ -22,6 +22,7 @@ between replay and live, and nothing comes twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -39,12 +40,12 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
-from stargraph.broker.keys import QueueKeys
 from stargraph.domain.errors import BadUserInput
 from stargraph.domain.events import (
     CursorExpired,
     JobEvent,
     JobProgress,
+    JobQueued,
     QueueMoved,
     SubscriberLagged,
     event_from_dict,
@@ -54,7 +55,12 @@ from stargraph.domain.types import JobId, UserId
 
 _log = logging.getLogger(__name__)
 
-_PUBLISH_LUA = files("stargraph.broker").joinpath("lua/publish_event.lua").read_text()
+_LUA = files("stargraph.broker").joinpath("lua")
+_PUBLISH_LUA = (
+    _LUA.joinpath("events_lib.lua").read_text()
+    + "\n"
+    + _LUA.joinpath("publish_event.lua").read_text()
+)
 _CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 _FIRST_RETRY_S = 0.05
 _MAX_RETRY_S = 2.0
@@ -170,6 +176,10 @@ class _Pipelined:
             await pool.release(connection)
 
 
+def _payload(event: JobEvent) -> str:
+    return json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":"))
+
+
 _Call = tuple[list[str], list[object], "asyncio.Future[object]"]
 
 
@@ -196,7 +206,6 @@ class _Names:
         self._stream = f"{tag}:events:user:"
         self.channel = f"{tag}:events"
         self.ticks = f"{tag}:queue-moved"
-        self.work = QueueKeys.for_prefix(prefix).channel  # what RedisJobQueue.wake publishes on
 
     def stream(self, user_id: UserId) -> str:
         return f"{self._stream}{user_id}"
@@ -251,21 +260,24 @@ class RedisEventBus:
 
     # -- publishing (any process) --------------------------------------------------------
 
-    async def publish(
-        self, event: JobEvent, *, queue_moved: bool = False, wake_dispatchers: bool = False
-    ) -> str:
+    async def publish(self, event: JobEvent, *, queue_moved: bool = False) -> str:
         """Append the event to its user's stream and fan it out; returns its cursor. With
-        `queue_moved`, the same round trip does what `queue_moved()` does; with
-        `wake_dispatchers`, what `RedisJobQueue.wake()` does for the queue on this prefix."""
-        payload = json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":"))
-        args = [self._maxlen, self._ttl_s, payload, self._names.channel, event.user_id]
+        `queue_moved`, the same round trip does what `queue_moved()` does."""
+        args = [self._maxlen, self._ttl_s, _payload(event), self._names.channel, event.user_id]
         if queue_moved:
             args.append(self._names.ticks)
-        if wake_dispatchers:
-            args.append(self._names.work)
         keys = [self._names.stream(event.user_id)]
         cursor = await self._publish(keys, args, linger=isinstance(event, JobProgress))
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+
+    def announcement(self, event: JobQueued) -> tuple[str, list[str | int]]:
+        """The owner's stream, and the arguments with which `RedisJobQueue.enqueue_announced`
+        publishes `event` as `publish(event, queue_moved=True)` would: max length, time to
+        live, the JSON with its position left for the script to fill in, the fan-out channel
+        and the queue-moved channel."""
+        payload = _payload(dataclasses.replace(event, position=None))
+        args: list[str | int] = [self._maxlen, self._ttl_s, payload, self._names.channel]
+        return self._names.stream(event.user_id), [*args, self._names.ticks]
 
     async def queue_moved(self) -> None:
         """Tell every process that waiting positions may have changed (they coalesce)."""

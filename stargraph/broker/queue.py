@@ -42,9 +42,10 @@ alone can do better: after user A's a1 was claimed, the rows "a2, then B's b1" m
 first (A just had its turn), while the same two rows with no a1 before them must run a2 first
 (arrival); the rows cannot tell the two apart.
 
-Every change is one Lua script (`lua/queue_*.lua` with the shared `lua/queue_lib.lua` and
-`lua/slots_lib.lua`), registered once per client; every key comes from `QueueKeys` (and, for
-`claim_into`, `SlotKeys`) and shares one hash tag.
+Every change is one Lua script (`lua/queue_*.lua` with the shared `lua/queue_lib.lua`,
+`lua/slots_lib.lua` and `lua/events_lib.lua`), registered once per client; every key comes
+from `QueueKeys` (and, for `claim_into`, `SlotKeys`; for `enqueue_announced`, the owner's
+event stream) and shares one hash tag.
 `wait_for_work` listens on a pub/sub channel that the scripts publish to.
 """
 
@@ -61,8 +62,10 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from stargraph.broker.events import RedisEventBus
 from stargraph.broker.keys import QueueKeys, SlotKeys
 from stargraph.domain.backends import SlotCount
+from stargraph.domain.events import JobQueued
 from stargraph.domain.queue import Claim, QueuedJob, SlotClaim, band_of
 from stargraph.domain.types import BackendId, JobId, Priority
 
@@ -70,6 +73,7 @@ _LUA = files("stargraph.broker").joinpath("lua")
 _LIB = _LUA.joinpath("queue_lib.lua").read_text()
 _SCRIPTS = (
     "enqueue",
+    "enqueue_announced",
     "positions",
     "claim",
     "claim_into",
@@ -81,9 +85,9 @@ _SCRIPTS = (
     "remove",
     "clear",
 )
-_SLOTS_LIB = _LUA.joinpath("slots_lib.lua").read_text()
+_LIBS = "\n".join(_LUA.joinpath(f"{lib}.lua").read_text() for lib in ("slots_lib", "events_lib"))
 _SOURCES = {
-    name: _LIB + "\n" + _SLOTS_LIB + "\n" + _LUA.joinpath(f"queue_{name}.lua").read_text()
+    name: _LIB + "\n" + _LIBS + "\n" + _LUA.joinpath(f"queue_{name}.lua").read_text()
     for name in _SCRIPTS
 }
 _EXPIRE_BATCH = 1000
@@ -106,7 +110,8 @@ class RedisJobQueue:
 
     `listener` is the client for the pub/sub connection of `wait_for_work` (defaults to
     `redis`; pub/sub reads are not cut by the socket timeout). `park_s` is how long an
-    acknowledged job can still be requeued at its old place.
+    acknowledged job can still be requeued at its old place. `events`, the bus on the same
+    Redis, is what `enqueue_announced` publishes through.
     """
 
     def __init__(
@@ -116,29 +121,32 @@ class RedisJobQueue:
         *,
         listener: Redis | None = None,
         park_s: float = 86_400.0,
+        events: RedisEventBus | None = None,
     ) -> None:
         self._redis = redis
+        self._events = events
         self.keys = QueueKeys.for_prefix(prefix)
         self._slots = SlotKeys.for_prefix(prefix)
         self._park_ms = round(park_s * 1000)
         self._scripts = {name: redis.register_script(src) for name, src in _SOURCES.items()}
         self._signal = _WorkSignal(listener or redis, self.keys.channel)
 
-    async def _run(
-        self, name: str, *args: str | int, wake: bool = True, more_keys: Sequence[str] = ()
-    ) -> Any:
+    async def _run(self, name: str, *args: str | int, more_keys: Sequence[str] = ()) -> Any:
         script: AsyncScript = self._scripts[name]
-        channel = self.keys.channel if wake else ""
-        return await script(keys=[*self.keys.scripted, *more_keys], args=[channel, *args])
+        keys = [*self.keys.scripted, *more_keys]
+        return await script(keys=keys, args=[self.keys.channel, *args])
 
-    async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
-        """Add the job (no-op if known); its 1-based position, 0 while it is leased. With
-        `wake=False` no dispatcher hears of it until `wake()`."""
-        return int((await self._run("enqueue", *_triples([job]), wake=wake))[0])
+    async def enqueue(self, job: QueuedJob) -> int:
+        """Add the job (no-op if known); its 1-based position, 0 while it is leased."""
+        return int((await self._run("enqueue", *_triples([job])))[0])
 
-    async def wake(self) -> None:
-        """Tell every dispatcher that there may be work."""
-        await self._redis.publish(self.keys.channel, b"1")
+    async def enqueue_announced(self, job: QueuedJob, event: JobQueued) -> int:
+        """`JobQueue.enqueue_announced`; needs the `events` bus given at construction."""
+        if self._events is None:
+            raise RuntimeError("this RedisJobQueue was built without its event bus")
+        stream, announcement = self._events.announcement(event)
+        args = (*_triples([job]), *announcement)
+        return int(await self._run("enqueue_announced", *args, more_keys=(stream,)))
 
     async def enqueue_many(self, jobs: Sequence[QueuedJob]) -> list[int]:
         """`enqueue` for many jobs in one atomic call; each one's position when it was added."""

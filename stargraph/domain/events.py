@@ -165,12 +165,9 @@ class EventBus(Protocol):
     when they fall too far behind, and `BadUserInput` (field "after") for a malformed cursor.
     """
 
-    async def publish(
-        self, event: JobEvent, *, queue_moved: bool = False, wake_dispatchers: bool = False
-    ) -> str:
+    async def publish(self, event: JobEvent, *, queue_moved: bool = False) -> str:
         """Append the event to its user's stream and fan it out; returns its cursor. With
-        `queue_moved`, also `queue_moved()`, and with `wake_dispatchers`, also `JobQueue.wake()`
-        of the queue sharing the event bus's store, both in the same step, after the event."""
+        `queue_moved`, also `queue_moved()`, in the same step, after the event."""
         ...
 
     async def queue_moved(self) -> None:
@@ -204,24 +201,13 @@ class EventBus(Protocol):
         ...
 
 
-async def announce_queued(
-    events: EventBus,
-    job: Job,
-    at: datetime,
-    position: int | None,
-    *,
-    wake_dispatchers: bool = False,
-) -> None:
-    """Tell the owner the job waits (with its place) and followers that the queue moved; with
-    `wake_dispatchers`, then the dispatchers (for a job enqueued with `wake=False`)."""
-    await events.publish(
-        JobQueued(
-            job_id=job.id,
-            user_id=job.user_id,
-            at=at,
-            status=JobStatus.QUEUED,
-            position=position,
-        ),
-        queue_moved=True,
-        wake_dispatchers=wake_dispatchers,
+def job_queued(job: Job, at: datetime, position: int | None) -> JobQueued:
+    """The event that tells the owner the job waits, and where."""
+    return JobQueued(
+        job_id=job.id, user_id=job.user_id, at=at, status=JobStatus.QUEUED, position=position
     )
+
+
+async def announce_queued(events: EventBus, job: Job, at: datetime, position: int | None) -> None:
+    """Tell the owner the job waits (with its place) and followers that the queue moved."""
+    await events.publish(job_queued(job, at, position), queue_moved=True)

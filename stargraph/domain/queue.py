@@ -8,10 +8,13 @@ queue implements the same rule; see `stargraph.broker.queue` for the reasoning).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from stargraph.domain.backends import SlotCount
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
+
+if TYPE_CHECKING:  # (events → jobs → queue: only the annotation needs it)
+    from stargraph.domain.events import JobQueued
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +46,16 @@ class SlotClaim:
 
 
 class JobQueue(Protocol):
-    async def enqueue(self, job: QueuedJob, *, wake: bool = True) -> int:
+    async def enqueue(self, job: QueuedJob) -> int:
         """Add the job (no-op if present); returns its exact 1-based position (0 while the
-        job is leased to a backend). With `wake=False` dispatchers are not told until
-        `wake()` (or an event published with `wake_dispatchers`), so something can be
-        announced before any of them can take the job."""
+        job is leased to a backend)."""
         ...
 
-    async def wake(self) -> None:
-        """Tell every dispatcher that there may be work."""
+    async def enqueue_announced(self, job: QueuedJob, event: JobQueued) -> int:
+        """`enqueue`, and publish `event` (as `EventBus.publish` with `queue_moved` does)
+        with the job's position in it, in one atomic step; the dispatchers are told only
+        after it. None of them can take the job before its event is out, so its owner never
+        sees it leave the queue before it entered. Returns the position."""
         ...
 
     async def position(self, job_id: JobId) -> int | None:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.errors import Forbidden, QueueFull
-from stargraph.domain.events import EventBus, announce_queued
+from stargraph.domain.events import job_queued
 from stargraph.domain.jobs import Job, JobParams, JobStatus, JobStore, TranslationState
 from stargraph.domain.params import SubmitRequest, validate
 from stargraph.domain.queue import JobQueue, QueuedJob
@@ -79,7 +79,6 @@ class Submitter:
         *,
         jobs: JobStore,
         queue: JobQueue,
-        events: EventBus,
         limiter: Limiter,
         translator: PromptTranslator,
         catalog: WorkflowCatalog,
@@ -90,7 +89,6 @@ class Submitter:
     ) -> None:
         self._jobs = jobs
         self._queue = queue
-        self._events = events
         self._limiter = limiter
         self._translator = translator
         self._catalog = catalog
@@ -174,13 +172,9 @@ class Submitter:
         )
 
     async def _enqueue(self, job: Job) -> int:
-        # JobQueued reaches the owner's stream before a dispatcher is woken to take the job,
-        # so its JobDispatched cannot come first; the wake rides on the event's round trip
-        position = await self._queue.enqueue(
-            QueuedJob(job.id, job.user_id, job.params.priority, job.front), wake=False
-        )
-        await announce_queued(self._events, job, self._clock(), position, wake_dispatchers=True)
-        return position
+        # one step: no dispatcher can take the job before its JobQueued is out
+        queued = QueuedJob(job.id, job.user_id, job.params.priority, job.front)
+        return await self._queue.enqueue_announced(queued, job_queued(job, self._clock(), None))
 
 
 async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:

@@ -89,17 +89,6 @@ async def test_heads_name_the_jobs_the_next_claims_take_without_taking_them(
     assert seen == ["front", "c0", "a0", "b0", "a1"]
 
 
-async def test_a_quiet_enqueue_wakes_no_dispatcher_until_wake(queue: RedisJobQueue) -> None:
-    assert await queue.wait_for_work(5)  # subscribing wakes once: there may be work
-    waiting = asyncio.create_task(queue.wait_for_work(10))
-    assert await queue.enqueue(job("a0"), wake=False) == 1
-    await asyncio.sleep(0.1)
-    assert not waiting.done()
-
-    await queue.wake()
-    assert await asyncio.wait_for(waiting, 5)
-
-
 async def test_a_newcomer_waits_behind_at_most_one_job_of_a_heavy_user(
     queue: RedisJobQueue,
 ) -> None:

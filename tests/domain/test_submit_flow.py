@@ -26,6 +26,7 @@ from stargraph.domain.submit import restore_queue
 from stargraph.domain.types import BackendId, JobId, Priority
 from stargraph.domain.workflows import filename_prefix
 from stargraph.store.models import JobRow
+from tests.broker.test_queue_announced import stored
 from tests.domain.test_submit_support import (
     PREFIX,
     PRICE,
@@ -261,32 +262,30 @@ async def test_a_negative_that_falls_back_makes_the_job_passthrough(
 # ---------------------------------------------------------------- crashes and restores
 
 
-async def test_dispatchers_hear_of_a_job_only_once_its_queued_event_is_stored(
+async def test_the_job_and_its_queued_event_enter_redis_in_one_step(
     w: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice = await w.user(100)
-    calls: list[str] = []
-    enqueue, publish, wake = w.queue.enqueue, w.bus.publish, w.queue.wake
-
-    async def noted_enqueue(job: QueuedJob, *, wake: bool = True) -> int:
-        calls.append(f"enqueue, wake={wake}")
-        return await enqueue(job, wake=wake)
-
-    async def noted_publish(event: JobEvent, **options: bool) -> str:
-        calls.append(f"publish {type(event).__name__}, wake={options.get('wake_dispatchers')}")
-        return await publish(event, **options)
-
-    async def noted_wake() -> None:
-        calls.append("wake")
-        await wake()
-
-    monkeypatch.setattr(w.queue, "enqueue", noted_enqueue)
-    monkeypatch.setattr(w.bus, "publish", noted_publish)
-    monkeypatch.setattr(w.queue, "wake", noted_wake)
+    alice, bob = await w.user(100), await w.user(100)
     await w.submit(alice)
+    separate: list[str] = []
 
-    # a dispatcher woken any earlier could publish JobDispatched before JobQueued
-    assert calls == ["enqueue, wake=False", "publish JobQueued, wake=True"]
+    async def enqueue_alone(job: QueuedJob) -> int:
+        separate.append("enqueue")
+        return 0
+
+    async def publish_alone(event: JobEvent, **options: bool) -> str:
+        separate.append(type(event).__name__)
+        return ""
+
+    monkeypatch.setattr(w.queue, "enqueue", enqueue_alone)
+    monkeypatch.setattr(w.bus, "publish", publish_alone)
+    job = await w.submit(bob)
+
+    # a dispatcher claiming between two separate calls could publish JobDispatched first
+    assert separate == []
+    assert await w.queue.position(job.id) == 2
+    [event] = await stored(w.redis, w.prefix, bob.user_id)
+    assert (event["kind"], event["job_id"], event["position"]) == ("queued", job.id, 2)
 
 
 async def test_the_queued_event_is_out_before_the_dispatchers_wake_up(w: World) -> None:

@@ -67,12 +67,12 @@ class SimulatedCrash(Exception):
 
 
 class CrashBeforeEnqueue:
-    """The real queue, except that `enqueue` fails before touching Redis."""
+    """The real queue, except that enqueueing fails before touching Redis."""
 
     def __init__(self, queue: RedisJobQueue) -> None:
         self._queue = queue
 
-    async def enqueue(self, job: object, *, wake: bool = True) -> int:
+    async def enqueue_announced(self, job: object, event: object) -> int:
         raise SimulatedCrash("killed between the commit and the enqueue")
 
     def __getattr__(self, name: str) -> object:
@@ -173,8 +173,8 @@ async def world(
         translator = PromptTranslator(model, RedisTranslationCache(redis, prefix), fallback)
         ledger = TortoiseLedger()
         jobs = TortoiseJobStore(ledger)
-        queue = RedisJobQueue(redis, prefix)
         bus = RedisEventBus(commands, listen, prefix)
+        queue = RedisJobQueue(redis, prefix, events=bus)
         engine = RecordingEngine()
         policy = SubmitPolicy(PRICE, submits_per_minute, max_queued, MODEL)
 
@@ -182,7 +182,6 @@ async def world(
             return Submitter(
                 jobs=jobs,
                 queue=queue,  # type: ignore[arg-type]
-                events=bus,
                 limiter=RateLimiter(redis, prefix),
                 translator=translator,
                 catalog=CATALOG,

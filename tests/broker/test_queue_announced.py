@@ -1,0 +1,97 @@
+"""`enqueue_announced`: the job enters the queue and its JobQueued event its owner's stream in
+one step, and only then are the dispatchers told; on the in-process Redis and a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from stargraph.broker.events import RedisEventBus
+from stargraph.broker.queue import RedisJobQueue
+from stargraph.domain.events import JobQueued
+from stargraph.domain.jobs import JobStatus
+from stargraph.domain.queue import QueuedJob
+from stargraph.domain.types import JobId, Priority, UserId
+
+ANN, BOB = UserId(7), UserId(8)
+
+
+def queued(job_id: str, user: UserId) -> tuple[QueuedJob, JobQueued]:
+    at = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    event = JobQueued(
+        job_id=JobId(job_id), user_id=user, at=at, status=JobStatus.QUEUED, position=None
+    )
+    return QueuedJob(JobId(job_id), user, Priority.NORMAL), event
+
+
+@pytest.fixture
+async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
+    q = RedisJobQueue(
+        any_redis, redis_prefix, events=RedisEventBus(any_redis, any_redis, redis_prefix)
+    )
+    try:
+        yield q
+    finally:
+        await q.aclose()
+        await any_redis.delete(*q.keys.all, *await any_redis.keys(f"*{redis_prefix}*"))
+
+
+async def stored(redis: Redis, prefix: str, user: UserId) -> list[dict[str, object]]:
+    """The events in the user's stream, oldest first."""
+    found: list[dict[str, object]] = []
+    for _, fields in await redis.xrange(f"{{{prefix}}}:events:user:{user}") or []:
+        assert fields is not None
+        found.append(json.loads(fields[b"e"]))
+    return found
+
+
+async def test_the_event_carries_the_position_the_job_got(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    assert await queue.enqueue_announced(*queued("a0", ANN)) == 1
+    assert await queue.enqueue_announced(*queued("a1", ANN)) == 2
+    assert await queue.enqueue_announced(*queued("b0", BOB)) == 2  # Bob's turn comes first
+
+    ann, bob = (
+        await stored(any_redis, redis_prefix, ANN),
+        await stored(any_redis, redis_prefix, BOB),
+    )
+    assert [(e["job_id"], e["position"]) for e in ann] == [("a0", 1), ("a1", 2)]
+    assert [(e["job_id"], e["position"], e["kind"]) for e in bob] == [("b0", 2, "queued")]
+    assert await queue.position(JobId("b0")) == 2
+
+
+async def test_the_event_goes_out_before_the_dispatchers_hear_of_the_job(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    events, moved = f"{{{redis_prefix}}}:events", f"{{{redis_prefix}}}:queue-moved"
+    listener = any_redis.pubsub()
+    await listener.subscribe(events, moved, queue.keys.channel)
+    try:
+        await queue.enqueue_announced(*queued("a0", ANN))
+        heard: list[str] = []
+        async with asyncio.timeout(10):
+            while len(heard) < 3:
+                message = await listener.get_message(timeout=1)
+                if message is not None and message["type"] == "message":
+                    heard.append(message["channel"].decode())
+    finally:
+        await listener.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    assert heard == [events, moved, queue.keys.channel]
+
+
+async def test_a_queue_built_without_its_event_bus_refuses(
+    any_redis: Redis, redis_prefix: str
+) -> None:
+    bare = RedisJobQueue(any_redis, redis_prefix)
+    try:
+        with pytest.raises(RuntimeError):
+            await bare.enqueue_announced(*queued("a0", ANN))
+        assert await bare.length() == 0
+    finally:
+        await bare.aclose()
