@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from stargraph.auth import Passwords  # noqa: E402
+from stargraph.broker.connection import connect_redis  # noqa: E402
 from stargraph.domain.types import Role  # noqa: E402
 from stargraph.store.db import close_db, create_database, drop_database, init_db, migrate  # noqa: E402
 from stargraph.store.ledger import TortoiseLedger  # noqa: E402
@@ -253,6 +254,20 @@ def redis_url(required: bool) -> str | None:
     if required:
         sys.exit("this benchmark runs several processes: it needs Redis on 127.0.0.1:6379")
     return None
+
+
+async def forget_prefix(url: str, prefix: str) -> int:
+    """Delete every key StarGraph wrote under `prefix` on the Redis at `url` (`{prefix}:…`
+    and `prefix:…`); how many."""
+    redis = connect_redis(url)
+    try:
+        keys = [k for pattern in (f"{{{prefix}}}:*", f"{prefix}:*")
+                async for k in redis.scan_iter(match=pattern, count=1000)]  # fmt: skip
+        for start in range(0, len(keys), 1000):
+            await redis.delete(*keys[start : start + 1000])
+        return len(keys)
+    finally:
+        await redis.aclose()
 
 
 @asynccontextmanager

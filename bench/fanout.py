@@ -50,6 +50,7 @@ from _common import (
     RawHttp,
     Socket,
     database_label,
+    forget_prefix,
     free_port,
     fresh_database,
     machine,
@@ -329,41 +330,47 @@ def _per_delivery_ms(result: Result) -> str:
 async def main(args: argparse.Namespace) -> None:
     redis = redis_url(required=True)
     steps = min(MAX_STEPS, int(args.rate * (args.ramp_limit + args.window + 10)))
-    with tempfile.TemporaryDirectory(prefix="sg-bench-fanout-") as tmp:
-        async with (
-            Processes(Path(tmp)) as procs,
-            fresh_database(args.database_url, Path(tmp)) as db,
-        ):
-            tokens = await prepare_database(db, args.users, points=10**6)
-            sims_port = free_port()
-            sims = await procs.start("sims", [sys.executable, __file__, "--serve-sims",
-                                              str(sims_port), str(args.users),
-                                              str(1 / args.rate)], stargraph_env())  # fmt: skip
-            sims_url = f"http://127.0.0.1:{sims_port}"
-            await wait_until_up(f"{sims_url}/records", sims)
-            backends = [f"{sims_url}/s/{i}" for i in range(args.users)]
-            port = free_port()
-            env = stargraph_env(
-                database_url=db, redis_url=redis, redis_prefix=f"fan{port}",
-                comfyui_urls=backends, comfyui_max_inflight=1, default_model=CHECKPOINT,
-                models=[CHECKPOINT], submits_per_minute=10**6, graphiql="false",
-                max_subscriptions_per_user=5, storage_dir=Path(tmp) / "images",
-            )  # fmt: skip
-            worker = await procs.stargraph("worker", ["worker"], env)
-            api = await procs.stargraph("api", ["api", "--port", str(port)], env)
-            url = f"http://127.0.0.1:{port}"
-            await wait_until_up(f"{url}/healthz", api, limit_s=900)
-            await until_backends_healthy(url, tokens[-1], args.users, 180)
-            assert worker.proc.returncode is None, worker.tail()
-            pids = {"API": api.pid, "worker": worker.pid, "simulators": sims.pid,
-                    "load": os.getpid()}  # fmt: skip
-            result = await _drive(args, url, pids, tokens[:-1], steps, sims_url)
-            if args.keep_logs:
-                for proc in (api, worker, sims):
-                    (Path(args.keep_logs) / f"{proc.name}.log").write_bytes(proc.log.read_bytes())
-            if result.running < result.users:
-                logs = f"API log:\n{api.tail(40)}\nworker log:\n{worker.tail(20)}"
-                print("\n".join(line[:300] for line in logs.splitlines()), file=sys.stderr)
+    port = free_port()
+    prefix = f"fan{port}"
+    try:
+        with tempfile.TemporaryDirectory(prefix="sg-bench-fanout-") as tmp:
+            async with (
+                Processes(Path(tmp)) as procs,
+                fresh_database(args.database_url, Path(tmp)) as db,
+            ):
+                tokens = await prepare_database(db, args.users, points=10**6)
+                sims_port = free_port()
+                sims = await procs.start("sims", [sys.executable, __file__, "--serve-sims",
+                                                  str(sims_port), str(args.users),
+                                                  str(1 / args.rate)], stargraph_env())  # fmt: skip
+                sims_url = f"http://127.0.0.1:{sims_port}"
+                await wait_until_up(f"{sims_url}/records", sims)
+                backends = [f"{sims_url}/s/{i}" for i in range(args.users)]
+                env = stargraph_env(
+                    database_url=db, redis_url=redis, redis_prefix=prefix,
+                    comfyui_urls=backends, comfyui_max_inflight=1, default_model=CHECKPOINT,
+                    models=[CHECKPOINT], submits_per_minute=10**6, graphiql="false",
+                    max_subscriptions_per_user=5, storage_dir=Path(tmp) / "images",
+                )  # fmt: skip
+                worker = await procs.stargraph("worker", ["worker"], env)
+                api = await procs.stargraph("api", ["api", "--port", str(port)], env)
+                url = f"http://127.0.0.1:{port}"
+                await wait_until_up(f"{url}/healthz", api, limit_s=900)
+                await until_backends_healthy(url, tokens[-1], args.users, 180)
+                assert worker.proc.returncode is None, worker.tail()
+                pids = {"API": api.pid, "worker": worker.pid, "simulators": sims.pid,
+                        "load": os.getpid()}  # fmt: skip
+                result = await _drive(args, url, pids, tokens[:-1], steps, sims_url)
+                if args.keep_logs:
+                    for proc in (api, worker, sims):
+                        (Path(args.keep_logs) / f"{proc.name}.log").write_bytes(
+                            proc.log.read_bytes()
+                        )
+                if result.running < result.users:
+                    logs = f"API log:\n{api.tail(40)}\nworker log:\n{worker.tail(20)}"
+                    print("\n".join(line[:300] for line in logs.splitlines()), file=sys.stderr)
+    finally:
+        await forget_prefix(redis, prefix)  # its processes are stopped by now
     print(report(args, result, database_label(db)))
 
 
