@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
 
-from stargraph.broker.events import RedisEventBus
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.domain.events import JobQueued
 from stargraph.domain.jobs import JobStatus
@@ -27,18 +25,6 @@ def queued(job_id: str, user: UserId) -> tuple[QueuedJob, JobQueued]:
         job_id=JobId(job_id), user_id=user, at=at, status=JobStatus.QUEUED, position=None
     )
     return QueuedJob(JobId(job_id), user, Priority.NORMAL), event
-
-
-@pytest.fixture
-async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
-    q = RedisJobQueue(
-        any_redis, redis_prefix, events=RedisEventBus(any_redis, any_redis, redis_prefix)
-    )
-    try:
-        yield q
-    finally:
-        await q.aclose()
-        await any_redis.delete(*q.keys.all, *await any_redis.keys(f"*{redis_prefix}*"))
 
 
 async def stored(redis: Redis, prefix: str, user: UserId) -> list[dict[str, object]]:

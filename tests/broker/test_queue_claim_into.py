@@ -4,34 +4,21 @@ step, or does neither; on the in-process Redis and on a real server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from stargraph.broker.keys import SlotKeys
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
 from stargraph.engine.slots import RedisSlotBook
-from tests.broker.test_queue import second_client
+from tests.broker.clients import second_client
 
 GPU = BackendId("http://gpu-1:8188")
 
 
 def job(name: str, user: int = 1) -> QueuedJob:
     return QueuedJob(JobId(name), UserId(user), Priority.NORMAL)
-
-
-@pytest.fixture
-async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
-    q = RedisJobQueue(any_redis, redis_prefix)
-    try:
-        yield q
-    finally:
-        await q.aclose()
-        slots = SlotKeys.for_prefix(redis_prefix)
-        await any_redis.delete(*q.keys.all, slots.version, slots.of(GPU))
 
 
 @pytest.fixture

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-
-import pytest
-from redis.asyncio import Redis
 
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.domain.queue import FairTurns, QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
 
 BANDS = [Priority.URGENT, Priority.HIGH] + [Priority.NORMAL] * 6 + [Priority.LOW] * 2
-
-
-@pytest.fixture
-async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
-    q = RedisJobQueue(any_redis, redis_prefix)
-    try:
-        yield q
-    finally:
-        await any_redis.delete(*q.keys.all)
 
 
 def arrivals(rng: random.Random, start: int, count: int) -> list[QueuedJob]:

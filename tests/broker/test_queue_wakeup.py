@@ -6,33 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
+from tests.broker.clients import second_client
 
 GPU = BackendId("http://gpu-1:8188")
 
 
 def job(name: str, user: int = 1) -> QueuedJob:
     return QueuedJob(JobId(name), UserId(user), Priority.NORMAL)
-
-
-def second_client(redis: Redis) -> Redis:
-    """Another client (own connections) on the same server, in-process or real."""
-    pool = redis.connection_pool
-    return Redis.from_pool(ConnectionPool(pool.connection_class, **pool.connection_kwargs))
-
-
-@pytest.fixture
-async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
-    q = RedisJobQueue(any_redis, redis_prefix)
-    try:
-        yield q
-    finally:
-        await q.aclose()
-        await any_redis.delete(*q.keys.all)
 
 
 @pytest.fixture

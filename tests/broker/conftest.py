@@ -1,0 +1,27 @@
+"""The queue fixture shared by the queue's tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from stargraph.broker.events import RedisEventBus
+from stargraph.broker.queue import RedisJobQueue
+
+
+@pytest.fixture
+async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
+    """A queue of the test's own on both kinds of Redis, with the event bus it announces
+    through; afterwards every key under its prefix (queue, slots, event streams) is deleted."""
+    q = RedisJobQueue(
+        any_redis, redis_prefix, events=RedisEventBus(any_redis, any_redis, redis_prefix)
+    )
+    try:
+        yield q
+    finally:
+        await q.aclose()
+        keys = [k async for k in any_redis.scan_iter(match=f"{{{redis_prefix}}}:*")]
+        if keys:
+            await any_redis.delete(*keys)
