@@ -36,7 +36,7 @@ from stargraph.domain.backends import (
 )
 from stargraph.domain.events import EventBus, JobDispatched, JobFailed, announce_queued
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore
-from stargraph.domain.queue import Claim, JobQueue, QueuedJob
+from stargraph.domain.queue import Claim, JobQueue
 from stargraph.domain.types import BackendId, JobId
 
 log = logging.getLogger(__name__)
@@ -292,9 +292,7 @@ class Dispatcher:
 
     async def _requeue(self, job: Job) -> None:
         if not await self._queue.requeue(job.id):
-            await self._queue.enqueue(
-                QueuedJob(job.id, job.user_id, job.params.priority, job.front)
-            )
+            await self._queue.enqueue(job.queue_entry)
         await announce_queued(self._events, job, self._clock(), await self._queue.position(job.id))
 
     async def _fail(self, job: Job, code: str, message: str) -> None:

@@ -115,6 +115,11 @@ class Job:
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def queue_entry(self) -> QueuedJob:
+        """What the queue needs to place this job."""
+        return QueuedJob(self.id, self.user_id, self.params.priority, self.front)
+
 
 def transition(job: Job, to: JobStatus, at: datetime) -> Job:
     """Return `job` moved to `to`, stamping the matching time; illegal moves raise Conflict."""

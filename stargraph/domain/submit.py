@@ -21,7 +21,7 @@ from stargraph.domain.errors import Forbidden, QueueFull
 from stargraph.domain.events import job_queued
 from stargraph.domain.jobs import Job, JobParams, JobStatus, JobStore, TranslationState
 from stargraph.domain.params import SubmitRequest, validate
-from stargraph.domain.queue import JobQueue, QueuedJob
+from stargraph.domain.queue import JobQueue
 from stargraph.domain.translation import PromptTranslator, enhance
 from stargraph.domain.types import JobId, Principal, Priority, new_job_id
 from stargraph.domain.workflows import WorkflowCatalog
@@ -173,8 +173,8 @@ class Submitter:
 
     async def _enqueue(self, job: Job) -> int:
         # one step: no dispatcher can take the job before its JobQueued is out
-        queued = QueuedJob(job.id, job.user_id, job.params.priority, job.front)
-        return await self._queue.enqueue_announced(queued, job_queued(job, self._clock(), None))
+        announced = job_queued(job, self._clock(), None)
+        return await self._queue.enqueue_announced(job.queue_entry, announced)
 
 
 async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:
@@ -206,7 +206,5 @@ async def _put_back(jobs: JobStore, queue: JobQueue, job_id: JobId) -> int | Non
     current = await jobs.get(job_id)
     if current is None or current.status is not JobStatus.QUEUED:
         return None
-    position = await queue.enqueue(
-        QueuedJob(current.id, current.user_id, current.params.priority, current.front)
-    )
+    position = await queue.enqueue(current.queue_entry)
     return position or None  # 0: leased, a dispatcher has it

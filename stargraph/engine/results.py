@@ -25,7 +25,7 @@ from stargraph.domain.progress import (
     follow,
     outcome_of_history,
 )
-from stargraph.domain.queue import JobQueue, QueuedJob
+from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import BackendId, JobId
 from stargraph.storage import image_path
 
@@ -165,9 +165,7 @@ class Finisher:
         if back is None:
             return False
         if not await self._queue.requeue(job.id):
-            await self._queue.enqueue(
-                QueuedJob(job.id, job.user_id, job.params.priority, job.front)
-            )
+            await self._queue.enqueue(job.queue_entry)
         await self._events.queue_moved()
         log.info("job %s went back to the queue (its backend forgot it)", job.id)
         return True

@@ -22,7 +22,6 @@ from stargraph.broker.queue import RedisJobQueue
 from stargraph.comfy.simulator import SimulatorConfig, SimulatorHandle, running_simulator
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.jobs import TERMINAL, Job
-from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, UserId
 from stargraph.engine.gateway import ComfyGateway, comfy_socket
 from stargraph.storage import DiskImageFiles
@@ -69,7 +68,7 @@ class Rig:
     async def submit(self, job: Job) -> Job:
         """What the submission path does: hold + QUEUED row, then enqueue."""
         created, _ = await self.jobs.create_queued(job)
-        await self.queue.enqueue(QueuedJob(job.id, job.user_id, job.params.priority, job.front))
+        await self.queue.enqueue(job.queue_entry)
         return created
 
     async def start_worker(self) -> Engine:
