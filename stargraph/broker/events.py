@@ -36,10 +36,10 @@ from typing import Self, cast
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stargraph.broker._fanout import NO_CURSOR, Coalescer, Follower, Registry, key_of
+from stargraph.broker.pipelined import PipelinedScript
 from stargraph.domain.errors import BadUserInput
 from stargraph.domain.events import (
     CursorExpired,
@@ -80,122 +80,8 @@ def _decode(payload: bytes, cursor: str) -> JobEvent | None:
         return None
 
 
-class _Pipelined:
-    """Calls of one script: those made while a pipeline is in flight go together, in order,
-    in the next one. A worker's thousand listeners publishing at once then cost a few round
-    trips and one connection, not a thousand of each. A call that may `linger` waits up to
-    `linger_s` for company when no pipeline is in flight; any other call sends at once, with
-    those waiting before it."""
-
-    def __init__(self, redis: Redis, source: str, linger_s: float = 0.0) -> None:
-        self._redis = redis
-        self._source = source
-        self._sha = redis.register_script(source).sha
-        self._linger_s = linger_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[_Call] = []
-        self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    async def __call__(
-        self, keys: list[str], args: list[object], *, linger: bool = False
-    ) -> object:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new event loop (tests): nothing of the old one holds
-            self._loop, self._pending, self._task, self._timer = loop, [], None, None
-        answer: asyncio.Future[object] = loop.create_future()
-        self._pending.append((keys, args, answer))
-        if self._task is None:
-            if not (linger and self._linger_s > 0):
-                self._start()
-            elif self._timer is None:
-                self._timer = loop.call_later(self._linger_s, self._start)
-        return await answer
-
-    def _start(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._task is None and self._loop is not None:
-            self._task = self._loop.create_task(self._run(), name="stargraph-event-publisher")
-
-    async def _run(self) -> None:
-        batch: list[_Call] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._send(batch)
-        finally:
-            self._task = None
-            for _, _, answer in (*batch, *self._pending):
-                answer.cancel()  # only those still waiting: cancelled with the publisher
-            self._pending = []
-
-    async def _send(self, batch: list[_Call]) -> None:
-        try:
-            results = await self._execute(batch)
-            if any(isinstance(r, NoScriptError) for r in results):  # Redis lost its scripts
-                await self._redis.script_load(self._source)
-                results = await self._execute(batch)
-        except Exception as exc:
-            results = [exc] * len(batch)
-        for (_, _, answer), result in zip(batch, results, strict=True):
-            if answer.done():
-                continue
-            if isinstance(result, Exception):
-                answer.set_exception(result)
-            else:
-                answer.set_result(result)
-
-    async def _execute(self, batch: list[_Call]) -> list[object]:
-        """One write of the whole batch, then its replies (a failed call's is its error).
-        The commands are packed here: redis-py's general packing cost more than the rest."""
-        packed = b"".join(_evalsha(self._sha, keys, args) for keys, args, _ in batch)
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-
-        async def attempt() -> list[object]:
-            await connection.send_packed_command(packed)
-            results: list[object] = []
-            for _ in batch:
-                try:
-                    results.append(await connection.read_response())
-                except ResponseError as error:
-                    results.append(error)
-            return results
-
-        async def failed(error: Exception) -> None:
-            await connection.disconnect()
-
-        try:  # on a lost connection, retried as redis-py's pipelines are
-            return await connection.retry.call_with_retry(attempt, failed)  # type: ignore[no-any-return]
-        except BaseException:
-            await connection.disconnect()  # replies may be left unread on it
-            raise
-        finally:
-            await pool.release(connection)
-
-
 def _payload(event: JobEvent) -> str:
     return json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":"))
-
-
-_Call = tuple[list[str], list[object], "asyncio.Future[object]"]
-
-
-def _evalsha(sha: str, keys: list[str], args: list[object]) -> bytes:
-    """EVALSHA in the Redis protocol; arguments are str (UTF-8), int or bytes."""
-    parts = [sha.encode(), b"%d" % len(keys)]
-    for arg in (*keys, *args):
-        if isinstance(arg, bytes):
-            parts.append(arg)
-        elif isinstance(arg, int):
-            parts.append(b"%d" % arg)
-        else:
-            parts.append(str(arg).encode())
-    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(parts) + 1)]
-    out.extend(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
-    return b"".join(out)
 
 
 class _Names:
@@ -246,7 +132,7 @@ class RedisEventBus:
         self._reads = asyncio.Semaphore(max_concurrent_reads)
         # Progress events come by the thousand a second from a worker and may wait a moment
         # to share a round trip: fewer writes and wake-ups for this process and for Redis.
-        self._publish = _Pipelined(redis, _PUBLISH_LUA, progress_linger_s)
+        self._publish = PipelinedScript(redis, _PUBLISH_LUA, progress_linger_s, name="events")
         self._registry = Registry()
         self._ticker = Coalescer(tick_interval_s, self._tick)
         self._pubsub: PubSub | None = None
@@ -263,7 +149,8 @@ class RedisEventBus:
     async def publish(self, event: JobEvent, *, queue_moved: bool = False) -> str:
         """Append the event to its user's stream and fan it out; returns its cursor. With
         `queue_moved`, the same round trip does what `queue_moved()` does."""
-        args = [self._maxlen, self._ttl_s, _payload(event), self._names.channel, event.user_id]
+        channel = self._names.channel
+        args: list[str | int] = [self._maxlen, self._ttl_s, _payload(event), channel, event.user_id]
         if queue_moved:
             args.append(self._names.ticks)
         keys = [self._names.stream(event.user_id)]

@@ -14,6 +14,7 @@ from importlib.resources import files
 
 from redis.asyncio import Redis
 
+from stargraph.broker.pipelined import PipelinedScript
 from stargraph.domain.errors import RateLimited
 
 _RATE_LIMIT_LUA = files("stargraph.broker").joinpath("lua/rate_limit.lua").read_text()
@@ -25,7 +26,8 @@ class RateLimiter:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{{{prefix}}}:rate:"
-        self._script = redis.register_script(_RATE_LIMIT_LUA)
+        # every submission and login runs it: concurrent ones share round trips
+        self._script = PipelinedScript(redis, _RATE_LIMIT_LUA, name="rate-limit")
 
     async def hit(self, key: str, limit: int, window_s: float) -> None:
         """Count one hit of `key`; raise RateLimited (nothing counted) when the window is full."""
@@ -44,8 +46,7 @@ class RateLimiter:
             raise ValueError("a rate limit needs limit >= 1 and window_s > 0")
         window_ms = max(1, math.ceil(window_s * 1000))
         wait_ms = await self._script(
-            keys=[self._prefix + key],
-            args=[limit, window_ms, uuid.uuid4().hex, "1" if count else "0"],
+            [self._prefix + key], [limit, window_ms, uuid.uuid4().hex, "1" if count else "0"]
         )
         if int(wait_ms) > 0:
             retry_after_s = int(wait_ms) / 1000

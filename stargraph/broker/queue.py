@@ -64,6 +64,7 @@ from redis.exceptions import RedisError
 
 from stargraph.broker.events import RedisEventBus
 from stargraph.broker.keys import QueueKeys, SlotKeys
+from stargraph.broker.pipelined import PipelinedScript
 from stargraph.domain.backends import SlotCount
 from stargraph.domain.events import JobQueued
 from stargraph.domain.queue import Claim, QueuedJob, SlotClaim, band_of
@@ -129,6 +130,10 @@ class RedisJobQueue:
         self._slots = SlotKeys.for_prefix(prefix)
         self._park_ms = round(park_s * 1000)
         self._scripts = {name: redis.register_script(src) for name, src in _SOURCES.items()}
+        # every submission runs it: concurrent ones share round trips
+        self._enqueue_announced = PipelinedScript(
+            redis, _SOURCES["enqueue_announced"], name="enqueue"
+        )
         self._signal = _WorkSignal(listener or redis, self.keys.channel)
 
     async def _run(self, name: str, *args: str | int, more_keys: Sequence[str] = ()) -> Any:
@@ -145,8 +150,9 @@ class RedisJobQueue:
         if self._events is None:
             raise RuntimeError("this RedisJobQueue was built without its event bus")
         stream, announcement = self._events.announcement(event)
-        args = (*_triples([job]), *announcement)
-        return int(await self._run("enqueue_announced", *args, more_keys=(stream,)))
+        keys = [*self.keys.scripted, stream]
+        args = [self.keys.channel, *_triples([job]), *announcement]
+        return int(await self._enqueue_announced(keys, args))
 
     async def enqueue_many(self, jobs: Sequence[QueuedJob]) -> list[int]:
         """`enqueue` for many jobs in one atomic call; each one's position when it was added."""

@@ -83,3 +83,13 @@ async def test_the_window_slides_so_hits_are_allowed_again_after_retry_after(
 async def test_a_limit_needs_sensible_values(limiter: RateLimiter) -> None:
     with pytest.raises(ValueError):
         await limiter.hit("x", limit=0, window_s=1)
+
+
+async def test_limits_count_on_after_redis_lost_its_scripts(
+    limiter: RateLimiter, any_redis: Redis
+) -> None:
+    await limiter.hit("flush", 2, 60)
+    await any_redis.script_flush()  # what a restart without persistence does
+    await limiter.hit("flush", 2, 60)
+    with pytest.raises(RateLimited):
+        await limiter.hit("flush", 2, 60)

@@ -81,3 +81,27 @@ async def test_a_queue_built_without_its_event_bus_refuses(
         assert await bare.length() == 0
     finally:
         await bare.aclose()
+
+
+async def test_submissions_at_once_each_get_a_place_and_an_event_with_it(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    """Concurrent calls share pipelines; each job still gets its own place, and its event
+    the place it got."""
+    jobs = [queued(f"j{n}", UserId(100 + n)) for n in range(40)]
+    positions = await asyncio.gather(*(queue.enqueue_announced(*job) for job in jobs))
+    assert sorted(positions) == list(range(1, 41))
+    for (job, _), position in zip(jobs, positions, strict=True):
+        assert await queue.position(job.job_id) == position
+        [event] = await stored(any_redis, redis_prefix, job.user_id)
+        assert (event["job_id"], event["position"]) == (job.job_id, position)
+
+
+async def test_announced_enqueues_go_on_after_redis_lost_its_scripts(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    assert await queue.enqueue_announced(*queued("a0", ANN)) == 1
+    await any_redis.script_flush()  # what a restart without persistence does
+    again = await asyncio.gather(*(queue.enqueue_announced(*queued(j, BOB)) for j in ("b0", "b1")))
+    assert again == [2, 3]
+    assert [e["job_id"] for e in await stored(any_redis, redis_prefix, BOB)] == ["b0", "b1"]
