@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from functools import cache
 
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
+from stargraph.batching import Batcher
 from stargraph.domain.jobs import (
     IN_ENGINE,
     TERMINAL,
@@ -33,40 +35,96 @@ from stargraph.store.convert import (
     older_than,
 )
 from stargraph.store.db import is_deadlock
-from stargraph.store.ledger import TortoiseLedger
+from stargraph.store.ledger import JobRowValues, NewJobHold, TortoiseLedger
 from stargraph.store.models import ImageRow, JobRow
 
 _MAX_ERROR_MESSAGE = 2000
 _PROGRESS_BATCH = 500  # jobs per statement: 3 parameters each, within every database's limit
 _IN_ENGINE_SQL = ", ".join(f"'{s.value}'" for s in sorted(IN_ENGINE))
 _DEADLOCK_ATTEMPTS = 5
+_CREATE_BATCH = 64  # jobs per batch of creations: keeps each write transaction short
 _MARK_DISPATCHED = sql.Statement(
     "UPDATE jobs SET status = ?, backend = ?, dispatched_at = ?, attempts = attempts + 1"
     " WHERE id = ? AND status = ? AND attempts = ?"
 )
 _UNFINISHED = sorted(set(JobStatus) - TERMINAL)
-_COUNT_UNFINISHED = sql.Statement(
-    "SELECT COUNT(*) AS n FROM jobs WHERE user_id = ?"
-    f" AND status IN ({', '.join('?' * len(_UNFINISHED))})"
-)
+
+
+@cache
+def _count_unfinished(users: int) -> sql.Statement:
+    return sql.Statement(
+        f"SELECT user_id, COUNT(*) AS n FROM jobs WHERE user_id IN ({', '.join('?' * users)})"
+        f" AND status IN ({', '.join('?' * len(_UNFINISHED))}) GROUP BY user_id"
+    )
+
+
+def _job_row(job: Job) -> JobRowValues:
+    return ("jobs", NEW_JOB_COLUMNS, new_job_row(job))
 
 
 class TortoiseJobStore:
+    """Submissions made at once share transactions: `count_unfinished` and `create_queued`
+    calls that arrive while one is in flight go together in the next (`Batcher`), unless
+    the caller holds a transaction (they then join it, one by one)."""
+
     def __init__(self, ledger: TortoiseLedger) -> None:
         self._ledger = ledger
+        self._counts: Batcher[UserId, int] = Batcher(self._count_unfinished_of, name="counts")
+        self._creations: Batcher[Job, tuple[Job, bool]] = Batcher(
+            self._create_batch, max_batch=_CREATE_BATCH, name="creations"
+        )
 
     async def create_queued(self, job: Job) -> tuple[Job, bool]:
+        if sql.in_transaction() or sql.dialect() == "postgres":  # one statement there already
+            return await self._create_one(job)
+        return await self._creations(job)
+
+    async def _create_one(self, job: Job) -> tuple[Job, bool]:
         try:
-            row = ("jobs", NEW_JOB_COLUMNS, new_job_row(job))
-            await self._ledger.hold_new_job(job.user_id, job.id, job.cost, row)
+            await self._ledger.hold_new_job(job.user_id, job.id, job.cost, _job_row(job))
         except IntegrityError:
-            if job.idempotency_key is None:
-                raise
-            existing = await self.get_by_idempotency_key(job.user_id, job.idempotency_key)
+            existing = await self._first_with_key(job)
             if existing is None:
                 raise
             return existing, False
         return job, True
+
+    async def _first_with_key(self, job: Job) -> Job | None:
+        """After a clash: the job created first with the same idempotency key, if any."""
+        if job.idempotency_key is None:
+            return None
+        return await self.get_by_idempotency_key(job.user_id, job.idempotency_key)
+
+    async def _create_batch(self, jobs: list[Job]) -> list[tuple[Job, bool] | BaseException]:
+        """`create_queued` for many jobs: those of distinct users in one transaction (a
+        user's next job waits for the next wave, after the freeze of the one before). A
+        refused hold, or every job of a wave with a clash, runs again on its own, which
+        gives each job its own answer or error."""
+        results: list[tuple[Job, bool] | BaseException | None] = [None] * len(jobs)
+        waiting = list(range(len(jobs)))
+        while waiting:
+            wave: dict[UserId, int] = {}
+            for index in waiting:
+                wave.setdefault(jobs[index].user_id, index)
+            waiting = [index for index in waiting if index not in wave.values()]
+            members = list(wave.values())
+            holds = [
+                NewJobHold(jobs[i].user_id, jobs[i].id, jobs[i].cost, _job_row(jobs[i]))
+                for i in members
+            ]
+            try:
+                taken = await self._ledger.hold_new_jobs(holds)
+            except IntegrityError:
+                taken = [False] * len(members)
+            for index, ok in zip(members, taken, strict=True):
+                results[index] = (jobs[index], True) if ok else await self._alone(jobs[index])
+        return [r for r in results if r is not None]
+
+    async def _alone(self, job: Job) -> tuple[Job, bool] | BaseException:
+        try:
+            return await self._create_one(job)
+        except Exception as exc:
+            return exc
 
     async def get(self, job_id: JobId) -> Job | None:
         row = await JobRow.get_or_none(id=job_id)
@@ -77,8 +135,15 @@ class TortoiseJobStore:
         return job_from_row(row) if row else None
 
     async def count_unfinished(self, user_id: UserId) -> int:
-        rows = await sql.fetch(_COUNT_UNFINISHED, user_id, *_UNFINISHED)
-        return int(rows[0]["n"])
+        if sql.in_transaction():
+            return (await self._count_unfinished_of([user_id]))[0]
+        return await self._counts(user_id)
+
+    async def _count_unfinished_of(self, user_ids: list[UserId]) -> list[int]:
+        distinct = sorted(set(user_ids))
+        rows = await sql.fetch(_count_unfinished(len(distinct)), *distinct, *_UNFINISHED)
+        counts = {int(row["user_id"]): int(row["n"]) for row in rows}
+        return [counts.get(int(user_id), 0) for user_id in user_ids]
 
     async def page_for_user(
         self,

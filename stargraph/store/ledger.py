@@ -4,7 +4,9 @@ Each method is one transaction (a savepoint when the caller already holds one, s
 can hold points and write its job row atomically); `hold_new_job` joins the caller's
 transaction with the job's row, without a savepoint; on PostgreSQL the freeze, the hold,
 its entry and the job's row are one statement (data-modifying CTEs, atomic by themselves), one
-round trip instead of BEGIN, four statements and COMMIT. The hold's statements are raw SQL
+round trip instead of BEGIN, four statements and COMMIT. Elsewhere `hold_new_jobs` takes the
+holds of many users' new jobs in one transaction (the submissions that arrive together; on
+SQLite one freeze statement for all of them). The hold's statements are raw SQL
 (`store.sql`): they run on every submission. Exactly-once comes from the database:
 `ledger_entries.move_key` is unique, a hold is the primary key of `holds`, and settling flips
 `holds.settled` with a conditional UPDATE that only one caller can win. Every conditional
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from uuid import uuid4
@@ -47,6 +50,18 @@ from stargraph.store import sql
 from stargraph.store.convert import aware
 from stargraph.store.models import AccountRow, HoldRow, LedgerEntryRow
 from stargraph.store.sql import Statement
+
+JobRowValues = tuple[str, Sequence[str], Sequence[object]]  # table, columns, values
+
+
+@dataclass(frozen=True, slots=True)
+class NewJobHold:
+    """A hold for a job never held before, and the job's row to insert with it."""
+
+    user_id: UserId
+    job_id: JobId
+    amount: int
+    row: JobRowValues
 
 
 class TortoiseLedger:
@@ -88,7 +103,7 @@ class TortoiseLedger:
         user_id: UserId,
         job_id: JobId,
         amount: int,
-        row: tuple[str, Sequence[str], Sequence[object]],
+        row: JobRowValues,
     ) -> None:
         """`hold` for a job never held before, and the INSERT of `row` (table, columns,
         values: the job's row) with it, all or nothing; no balance read back (the submit
@@ -113,6 +128,31 @@ class TortoiseLedger:
             if not await _hold_rows(user_id, job_id, amount):
                 await _refuse(user_id)
             await sql.execute(_insert(table, tuple(columns)), *values)
+
+    async def hold_new_jobs(self, holds: Sequence[NewJobHold]) -> list[bool]:
+        """`hold_new_job` for jobs of distinct users in one transaction, not on PostgreSQL
+        (there each one is a single statement already): one freeze per user, then each
+        table's rows in one call. Per hold, whether it was taken; a refused one wrote
+        nothing. Raises IntegrityError, with nothing written, when any row clashes."""
+        if len({hold.user_id for hold in holds}) != len(holds):
+            raise ValueError("one hold per user in a batch: each freeze must see its own row")
+        for hold in holds:
+            check_hold(hold.amount)
+        async with in_transaction():
+            taken = await _freeze_many([(hold.user_id, hold.amount) for hold in holds])
+            held = [hold for hold, ok in zip(holds, taken, strict=True) if ok]
+            if held:
+                now, kind = datetime.now(UTC), EntryKind.HOLD.value
+                await sql.execute_many(
+                    _INSERT_HOLD, [(h.job_id, h.user_id, h.amount, False, now) for h in held]
+                )
+                await sql.execute_many(
+                    _APPEND_HOLD,
+                    [(kind, h.amount, h.job_id, hold_key(h.job_id), now, h.user_id) for h in held],
+                )
+                table, columns = held[0].row[0], tuple(held[0].row[1])
+                await sql.execute_many(_insert(table, columns), [h.row[2] for h in held])
+        return taken
 
     async def settle(self, job_id: JobId, capture: int) -> Settlement:
         """Capture up to the hold, release the rest; once per job, repeats return the first."""
@@ -229,6 +269,29 @@ async def _freeze(user_id: UserId, amount: int) -> bool:
     if amount == 0:  # nothing would change, and MariaDB would then count no row
         return await AccountRow.exists(user_id=user_id)
     return await sql.execute(_FREEZE, amount, amount, user_id, amount) == 1
+
+
+async def _freeze_many(amounts: Sequence[tuple[UserId, int]]) -> list[bool]:
+    """`_freeze` for distinct users: one statement on SQLite (RETURNING tells which froze),
+    one per user elsewhere. Run inside a transaction."""
+    if sql.dialect() != "sqlite":
+        return [await _freeze(user_id, amount) for user_id, amount in amounts]
+    cases = [value for pair in amounts for value in pair]
+    users = [user_id for user_id, _ in amounts]
+    rows = await sql.fetch(_freeze_each(len(amounts)), *cases, *cases, *users, *cases)
+    frozen = {int(row["user_id"]) for row in rows}
+    return [int(user_id) in frozen for user_id in users]
+
+
+@cache
+def _freeze_each(users: int) -> Statement:
+    """SQLite: `_FREEZE` for `users` accounts at once, each with its own amount."""
+    amount = f"CASE user_id {' '.join(['WHEN ? THEN ?'] * users)} END"
+    return Statement(
+        f"UPDATE accounts SET available = available - {amount}, frozen = frozen + {amount}"
+        f" WHERE user_id IN ({', '.join('?' * users)}) AND available >= {amount}"
+        " RETURNING user_id"
+    )
 
 
 async def _settle_account(hold: HoldState, captured: int) -> Settlement:

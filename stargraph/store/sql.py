@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tortoise import connections
+from tortoise.backends.base.client import TransactionalDBClient
 
 _CONNECTION = "default"
 
@@ -69,3 +70,15 @@ async def fetch(statement: Statement, *values: object) -> Sequence[Any]:
         statement.text(client.capabilities.dialect), values
     )
     return result[1]
+
+
+async def execute_many(statement: Statement, rows: Sequence[Sequence[object]]) -> None:
+    """Run a write once per row of values, in one call to the driver (the caller's
+    transaction when it holds one, else a transaction of its own)."""
+    client = connections.get(_CONNECTION)
+    await client.execute_many(statement.text(client.capabilities.dialect), [list(r) for r in rows])
+
+
+def in_transaction() -> bool:
+    """Whether the calling task holds an open `in_transaction()`."""
+    return isinstance(connections.get(_CONNECTION), TransactionalDBClient)

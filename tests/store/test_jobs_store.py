@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tortoise.context import TortoiseContext
 
-from stargraph.domain.errors import InsufficientPoints
+from stargraph.domain.errors import InsufficientPoints, NotFound
 from stargraph.domain.jobs import (
     Job,
     JobError,
@@ -201,6 +203,81 @@ async def test_concurrent_submissions_with_one_key_make_one_job(
     assert len({job.id for job, _ in outcomes}) == 1
     assert await JobRow.filter(user_id=user).count() == 1
     assert await ledger.balance(user) == Balance(80, 20)
+    assert await ledger.audit() == []
+
+
+async def test_submissions_made_at_once_each_get_their_own_answer(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    """Concurrent creations share transactions where the database allows: a refused hold,
+    a repeated key or a missing account affects only its own submission."""
+    rich, poor, keyed = await make_user(1000), await make_user(25), await make_user(100)
+    attempts = [
+        *(make_job(rich, count=2) for _ in range(3)),
+        *(make_job(poor, count=2) for _ in range(3)),  # 25 points: one job of 20 fits
+        make_job(keyed, key="k"),
+        make_job(keyed, key="k", prompt="again"),
+        make_job(UserId(10**9)),  # no such account
+    ]
+    outcomes = await asyncio.gather(
+        *(store.create_queued(job) for job in attempts), return_exceptions=True
+    )
+    assert all(o == (job, True) for o, job in zip(outcomes[:3], attempts, strict=False))
+    poor_made = [o for o in outcomes[3:6] if isinstance(o, tuple)]
+    assert len(poor_made) == 1 and poor_made[0][1]
+    assert sum(isinstance(o, InsufficientPoints) for o in outcomes[3:6]) == 2
+    first, second = outcomes[6], outcomes[7]
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert first == (attempts[6], True) and second == (attempts[6], False)
+    assert isinstance(outcomes[8], NotFound)
+    assert await ledger.balance(rich) == Balance(940, 60)
+    assert await ledger.balance(poor) == Balance(5, 20)
+    assert await ledger.balance(keyed) == Balance(80, 20)
+    made = {str(o[0].id) for o in outcomes if isinstance(o, tuple)}
+    assert {str(i) for i in await JobRow.all().values_list("id", flat=True)} == made
+    assert {str(i) for i in await HoldRow.all().values_list("job_id", flat=True)} == made
+    assert await ledger.audit() == []
+
+
+async def test_unfinished_counts_asked_at_once_are_each_users_own(
+    store: TortoiseJobStore,
+) -> None:
+    users = [await make_user(1000) for _ in range(3)]
+    for n, user in enumerate(users):
+        for _ in range(n):
+            await queued_job(store, user)
+    asked = [*users, users[2], UserId(10**9)]
+    counts = await asyncio.gather(*(store.count_unfinished(u) for u in asked))
+    assert counts == [0, 1, 2, 2, 0]
+
+
+SUBMISSIONS = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4)), max_size=24)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(balances=st.lists(st.integers(0, 120), min_size=4, max_size=4), submissions=SUBMISSIONS)
+async def test_points_hold_under_any_mix_of_concurrent_submissions(
+    store: TortoiseJobStore,
+    ledger: TortoiseLedger,
+    balances: list[int],
+    submissions: list[tuple[int, int]],
+) -> None:
+    """Whatever mix of users and costs arrives at once: each user's frozen points are the
+    costs of the jobs made, a refused job did not fit even what is left now, and the audit
+    stays clean."""
+    users = [await make_user(points) for points in balances]
+    jobs = [make_job(users[who], count=count) for who, count in submissions]
+    outcomes = await asyncio.gather(*(store.create_queued(j) for j in jobs), return_exceptions=True)
+    for n, user in enumerate(users):
+        mine = [(job, o) for job, o in zip(jobs, outcomes, strict=True) if job.user_id == user]
+        held = sum(job.cost for job, o in mine if o == (job, True))
+        balance = await ledger.balance(user)
+        assert balance == Balance(balances[n] - held, held)
+        refused = [job for job, o in mine if isinstance(o, InsufficientPoints)]
+        assert len(refused) + sum(o == (job, True) for job, o in mine) == len(mine)
+        assert all(job.cost > balance.available for job in refused)
     assert await ledger.audit() == []
 
 
