@@ -230,7 +230,8 @@ async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage
         backends = tuple(BackendId(url) for url in sims.urls)
         redis = connect_redis(redis_url)
         prefix = f"bench{uuid.uuid4().hex[:8]}"
-        queue = RedisJobQueue(redis, prefix)
+        events = RedisEventBus(redis, redis, prefix)
+        queue = RedisJobQueue(redis, prefix, events=events)
         gateway = ComfyGateway(backends)
         ledger = TortoiseLedger()
         jobs = TortoiseJobStore(ledger)
@@ -248,7 +249,7 @@ async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage
             jobs=jobs,
             images=TortoiseImageStore(),
             files=DiskImageFiles(storage),
-            events=RedisEventBus(redis, redis, prefix),
+            events=events,
             gateway=gateway,
             sockets=comfy_socket,
         )

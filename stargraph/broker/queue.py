@@ -81,12 +81,15 @@ _SCRIPTS = (
     "head",
     "ack",
     "requeue",
+    "requeue_announced",
     "expire",
     "reprioritize",
     "remove",
     "clear",
 )
-_LIBS = "\n".join(_LUA.joinpath(f"{lib}.lua").read_text() for lib in ("slots_lib", "events_lib"))
+_LIBS = "\n".join(
+    _LUA.joinpath(f"{lib}.lua").read_text() for lib in ("slots_lib", "events_lib", "announce_lib")
+)
 _SOURCES = {
     name: _LIB + "\n" + _LIBS + "\n" + _LUA.joinpath(f"queue_{name}.lua").read_text()
     for name in _SCRIPTS
@@ -147,12 +150,24 @@ class RedisJobQueue:
 
     async def enqueue_announced(self, job: QueuedJob, event: JobQueued) -> int:
         """`JobQueue.enqueue_announced`; needs the `events` bus given at construction."""
+        keys, args = self._announcing(job, event)
+        return int(await self._enqueue_announced(keys, args))
+
+    async def requeue_announced(self, job: QueuedJob, event: JobQueued) -> int:
+        """`JobQueue.requeue_announced`; needs the `events` bus given at construction."""
+        keys, args = self._announcing(job, event)
+        script: AsyncScript = self._scripts["requeue_announced"]
+        return int(await script(keys=keys, args=args))
+
+    def _announcing(self, job: QueuedJob, event: JobQueued) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of a script that adds `job` and announces `event`."""
+        stream, announcement = self._announcement(event)
+        return [*self.keys.scripted, stream], [self.keys.channel, *_triples([job]), *announcement]
+
+    def _announcement(self, event: JobQueued) -> tuple[str, list[str | int]]:
         if self._events is None:
             raise RuntimeError("this RedisJobQueue was built without its event bus")
-        stream, announcement = self._events.announcement(event)
-        keys = [*self.keys.scripted, stream]
-        args = [self.keys.channel, *_triples([job]), *announcement]
-        return int(await self._enqueue_announced(keys, args))
+        return self._events.announcement(event)
 
     async def enqueue_many(self, jobs: Sequence[QueuedJob]) -> list[int]:
         """`enqueue` for many jobs in one atomic call; each one's position when it was added."""
@@ -205,11 +220,23 @@ class RedisJobQueue:
         return bool(await self._run("requeue", job_id))
 
     async def reprioritize(
-        self, job_id: JobId, priority: Priority, to_front: bool = False
+        self,
+        job_id: JobId,
+        priority: Priority,
+        to_front: bool = False,
+        announce: JobQueued | None = None,
     ) -> int | None:
         """Move a waiting job to `priority`'s band, after its fair turn there and among its
-        user's jobs by arrival, or to the very front; its new position, None if not waiting."""
-        found = await self._run("reprioritize", job_id, str(band_of(priority, to_front)))
+        user's jobs by arrival, or to the very front; its new position, None if not waiting.
+        With `announce` (needs the `events` bus), its event goes out with the new position in
+        the same step."""
+        band = str(band_of(priority, to_front))
+        if announce is None:
+            found = await self._run("reprioritize", job_id, band)
+        else:
+            stream, announcement = self._announcement(announce)
+            args = (job_id, band, str(int(announce.user_id)), *announcement)
+            found = await self._run("reprioritize", *args, more_keys=(stream,))
         return None if found is None else int(found)
 
     async def remove(self, job_id: JobId) -> bool:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from stargraph.domain.errors import Conflict, Forbidden, NotFound
-from stargraph.domain.events import EventBus, JobCancelled, announce_queued
+from stargraph.domain.events import EventBus, JobCancelled, job_queued
 from stargraph.domain.jobs import IN_ENGINE, Job, JobPage, JobStatus, JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import JobId, Principal, Priority
@@ -119,11 +119,9 @@ class JobControl:
         updated = await self._jobs.set_priority(job.id, new_priority, to_front)
         if updated is None:
             raise Conflict("the job left the queue meanwhile")
-        position = await self._queue.reprioritize(job.id, new_priority, to_front)
-        if position is None:  # a dispatcher has just claimed it: it no longer waits
-            await self._events.queue_moved()
-        else:
-            await announce_queued(self._events, updated, self._clock(), position)
+        # one step: no dispatcher can take the job before its event with the new place is out
+        announced = job_queued(updated, self._clock(), None)
+        await self._queue.reprioritize(job.id, new_priority, to_front, announced)
         return updated
 
     async def _finish_cancelled(self, job: Job, only_from: frozenset[JobStatus]) -> Job | None:

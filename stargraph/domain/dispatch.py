@@ -34,7 +34,7 @@ from stargraph.domain.backends import (
     EngineGateway,
     SlotBook,
 )
-from stargraph.domain.events import EventBus, JobDispatched, JobFailed, announce_queued
+from stargraph.domain.events import EventBus, JobDispatched, JobFailed, job_queued
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore
 from stargraph.domain.queue import Claim, JobQueue
 from stargraph.domain.types import BackendId, JobId
@@ -291,9 +291,7 @@ class Dispatcher:
             await self._requeue(job)
 
     async def _requeue(self, job: Job) -> None:
-        if not await self._queue.requeue(job.id):
-            await self._queue.enqueue(job.queue_entry)
-        await announce_queued(self._events, job, self._clock(), await self._queue.position(job.id))
+        await self._queue.requeue_announced(job.queue_entry, job_queued(job, self._clock(), None))
 
     async def _fail(self, job: Job, code: str, message: str) -> None:
         failed = await self._jobs.finish_unpaid(

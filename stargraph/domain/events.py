@@ -206,8 +206,3 @@ def job_queued(job: Job, at: datetime, position: int | None) -> JobQueued:
     return JobQueued(
         job_id=job.id, user_id=job.user_id, at=at, status=JobStatus.QUEUED, position=position
     )
-
-
-async def announce_queued(events: EventBus, job: Job, at: datetime, position: int | None) -> None:
-    """Tell the owner the job waits (with its place) and followers that the queue moved."""
-    await events.publish(job_queued(job, at, position), queue_moved=True)

@@ -87,10 +87,23 @@ class JobQueue(Protocol):
         know the job (then enqueue it)."""
         ...
 
+    async def requeue_announced(self, job: QueuedJob, event: JobQueued) -> int:
+        """Put a leased or parked job back at its old place (or add it, if the queue does
+        not know it), publish `event` (its JobQueued, position filled in) and tick the
+        queue-moved channel, then wake the dispatchers: one atomic step, so that the event
+        precedes any JobDispatched of the job's next attempt. Returns its position."""
+        ...
+
     async def reprioritize(
-        self, job_id: JobId, priority: Priority, to_front: bool = False
+        self,
+        job_id: JobId,
+        priority: Priority,
+        to_front: bool = False,
+        announce: JobQueued | None = None,
     ) -> int | None:
-        """Move a waiting job to another band (or the very front); returns its new position."""
+        """Move a waiting job to another band (or the very front); returns its new position,
+        None if it no longer waits. With `announce`, its JobQueued goes out with the new
+        position in the same atomic step (and a job no longer waiting ticks queue-moved)."""
         ...
 
     async def remove(self, job_id: JobId) -> bool: ...

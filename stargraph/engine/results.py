@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from stargraph.domain.backends import BackendRejected, EngineGateway, OutputImage
-from stargraph.domain.events import EventBus, JobCancelled, JobFailed, JobSucceeded
+from stargraph.domain.events import EventBus, JobCancelled, JobFailed, JobSucceeded, job_queued
 from stargraph.domain.gallery import ImageFiles, ImageStore
 from stargraph.domain.jobs import Job, JobError, JobStatus, JobStore, NewImage
 from stargraph.domain.progress import (
@@ -164,9 +164,7 @@ class Finisher:
         back = await self._jobs.back_to_queue(job.id)
         if back is None:
             return False
-        if not await self._queue.requeue(job.id):
-            await self._queue.enqueue(job.queue_entry)
-        await self._events.queue_moved()
+        await self._queue.requeue_announced(back.queue_entry, job_queued(back, self._clock(), None))
         log.info("job %s went back to the queue (its backend forgot it)", job.id)
         return True
 

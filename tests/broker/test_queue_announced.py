@@ -9,14 +9,16 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.domain.events import JobQueued
 from stargraph.domain.jobs import JobStatus
 from stargraph.domain.queue import QueuedJob
-from stargraph.domain.types import JobId, Priority, UserId
+from stargraph.domain.types import BackendId, JobId, Priority, UserId
 
 ANN, BOB = UserId(7), UserId(8)
+BACKEND = BackendId("http://127.0.0.1:8188")
 
 
 def queued(job_id: str, user: UserId) -> tuple[QueuedJob, JobQueued]:
@@ -34,6 +36,17 @@ async def stored(redis: Redis, prefix: str, user: UserId) -> list[dict[str, obje
         assert fields is not None
         found.append(json.loads(fields[b"e"]))
     return found
+
+
+async def channels_heard(listener: PubSub, n: int) -> list[str]:
+    """The channels of the next `n` messages, in the order they came."""
+    heard: list[str] = []
+    async with asyncio.timeout(10):
+        while len(heard) < n:
+            message = await listener.get_message(timeout=1)
+            if message is not None and message["type"] == "message":
+                heard.append(message["channel"].decode())
+    return heard
 
 
 async def test_the_event_carries_the_position_the_job_got(
@@ -60,12 +73,7 @@ async def test_the_event_goes_out_before_the_dispatchers_hear_of_the_job(
     await listener.subscribe(events, moved, queue.keys.channel)
     try:
         await queue.enqueue_announced(*queued("a0", ANN))
-        heard: list[str] = []
-        async with asyncio.timeout(10):
-            while len(heard) < 3:
-                message = await listener.get_message(timeout=1)
-                if message is not None and message["type"] == "message":
-                    heard.append(message["channel"].decode())
+        heard = await channels_heard(listener, 3)
     finally:
         await listener.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     assert heard == [events, moved, queue.keys.channel]
@@ -105,3 +113,48 @@ async def test_announced_enqueues_go_on_after_redis_lost_its_scripts(
     again = await asyncio.gather(*(queue.enqueue_announced(*queued(j, BOB)) for j in ("b0", "b1")))
     assert again == [2, 3]
     assert [e["job_id"] for e in await stored(any_redis, redis_prefix, BOB)] == ["b0", "b1"]
+
+
+async def test_a_requeued_job_is_back_in_its_place_with_its_event_before_the_wake(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    for job_id in ("a0", "a1"):
+        await queue.enqueue(queued(job_id, ANN)[0])
+    claim = await queue.claim(BACKEND, lease_s=60)
+    assert claim is not None and claim.job_id == "a0"
+    events, moved = f"{{{redis_prefix}}}:events", f"{{{redis_prefix}}}:queue-moved"
+    listener = any_redis.pubsub()
+    await listener.subscribe(events, moved, queue.keys.channel)
+    try:
+        assert await queue.requeue_announced(*queued("a0", ANN)) == 1  # its old place
+        heard = await channels_heard(listener, 3)
+    finally:
+        await listener.aclose()  # type: ignore[no-untyped-call]
+    assert heard == [events, moved, queue.keys.channel]
+    assert [(e["job_id"], e["position"]) for e in await stored(any_redis, redis_prefix, ANN)] == [
+        ("a0", 1)
+    ]
+    assert await queue.requeue_announced(*queued("b0", BOB)) == 2  # unknown: added
+    assert await queue.position(JobId("b0")) == 2
+
+
+async def test_a_reprioritized_job_announces_its_new_place_in_the_same_step(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    for job_id, user in (("a0", ANN), ("b0", BOB), ("b1", BOB)):
+        await queue.enqueue(queued(job_id, user)[0])
+    _, event = queued("b1", BOB)
+    assert await queue.reprioritize(JobId("b1"), Priority.HIGH, announce=event) == 1
+    assert [(e["job_id"], e["position"]) for e in await stored(any_redis, redis_prefix, BOB)] == [
+        ("b1", 1)
+    ]
+    claim = await queue.claim(BACKEND, lease_s=60)
+    assert claim is not None and claim.job_id == "b1"
+    listener = any_redis.pubsub()
+    await listener.subscribe(f"{{{redis_prefix}}}:queue-moved")
+    try:  # taken meanwhile: no event, but followers hear the queue moved
+        assert await queue.reprioritize(JobId("b1"), Priority.LOW, announce=event) is None
+        assert await channels_heard(listener, 1) == [f"{{{redis_prefix}}}:queue-moved"]
+    finally:
+        await listener.aclose()  # type: ignore[no-untyped-call]
+    assert len(await stored(any_redis, redis_prefix, BOB)) == 1

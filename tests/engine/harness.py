@@ -137,7 +137,8 @@ async def engine_rig(
         urls = tuple(BackendId(s.url) for s in sims)
         gateway = ComfyGateway(urls)
         stack.push_async_callback(gateway.aclose)
-        queue = RedisJobQueue(redis, prefix)
+        events = RedisEventBus(redis, redis, prefix)
+        queue = RedisJobQueue(redis, prefix, events=events)
         stack.push_async_callback(queue.aclose)
         ledger = TortoiseLedger()
         settings = dict(
@@ -156,7 +157,7 @@ async def engine_rig(
             ledger=ledger,
             jobs=TortoiseJobStore(ledger),
             queue=queue,
-            events=RedisEventBus(redis, redis, prefix),
+            events=events,
             files=DiskImageFiles(storage),
             gateway=gateway,
             config=EngineConfig(**settings),  # type: ignore[arg-type]

@@ -1,8 +1,7 @@
--- KEYS[10] the owner's event stream (events_lib.lua). ARGV: channel, job, user, band, then the
--- job's JobQueued event: max length, time to live, its JSON with "position":null, the fan-out
--- channel, then channels to tick. Adds the job as enqueue does, appends its event with the
--- job's position (0 while leased), ticks the channels and only then wakes the dispatchers, all
--- in one step: no dispatcher can take the job before its event is out. Returns the position.
+-- KEYS[10] the owner's event stream. ARGV: channel, job, user, band, then the job's JobQueued
+-- event (announce_lib.lua). Adds the job as enqueue does, announces it with its position (0
+-- while leased) and only then wakes the dispatchers, all in one step: no dispatcher can take
+-- the job before its event is out. Returns the position.
 local m = load(ARGV[2])
 if not m then
   m = add_new(ARGV[2], ARGV[3], ARGV[4])
@@ -11,10 +10,6 @@ elseif m.state == 'p' then
 end
 local position = 0
 if m.state == 'w' then position = rank(m) end
-local payload = string.gsub(ARGV[7], '"position":null', '"position":' .. position, 1)
-publish_event(KEYS[10], ARGV[5], ARGV[6], payload, ARGV[8], ARGV[3])
-for i = 9, #ARGV do
-  redis.call('PUBLISH', ARGV[i], '1')
-end
+announce(KEYS[10], 5, ARGV[3], position)
 signal()
 return position

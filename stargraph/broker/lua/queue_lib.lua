@@ -181,8 +181,8 @@ local function add_new(job, user, band)
   return m
 end
 
--- an empty channel: the caller wakes dispatchers itself, later (`RedisJobQueue.wake`)
-local function signal() if CHANNEL ~= '' then redis.call('PUBLISH', CHANNEL, '1') end end
+-- wakes the dispatchers waiting for work (`RedisJobQueue.wait_for_work`)
+local function signal() redis.call('PUBLISH', CHANNEL, '1') end
 
 -- Leases the first waiting job (token, lease ms); its id, or nil when nothing waits.
 local function claim_first(token, lease_ms)

@@ -1,9 +1,19 @@
--- ARGV: channel, job, band. Moves a waiting job to another band ("0" = the very front), among
--- its user's jobs there by arrival. Returns the new position, false if the job is not waiting.
+-- ARGV: channel, job, band, then optionally the owner's id and the job's JobQueued event
+-- (announce_lib.lua), with KEYS[10] the owner's event stream. Moves a waiting job to another
+-- band ("0" = the very front), among its user's jobs there by arrival. With an event, the
+-- move and the event with the new position are one step (no dispatcher can take the job in
+-- between); a job no longer waiting only ticks the channels. Returns the new position, false
+-- if the job is not waiting.
+local announced = #ARGV > 3
 local m = load(ARGV[2])
-if not m or m.state ~= 'w' then return false end
+if not m or m.state ~= 'w' then
+  if announced then tick_from(9) end
+  return false
+end
 if band_of(m.member) ~= ARGV[3] then
   unseat(m)
   seat(m, ARGV[3], false)
 end
-return rank(m)
+local position = rank(m)
+if announced then announce(KEYS[10], 5, ARGV[4], position) end
+return position

@@ -1,0 +1,14 @@
+-- KEYS[10] the owner's event stream. ARGV as queue_enqueue_announced.lua's. Puts a leased or
+-- parked job back at its old place (one the queue does not know is added, as enqueue does),
+-- announces it with its position and only then wakes the dispatchers, in one step: no
+-- dispatcher can take the job again before its event is out. Returns the position.
+local m = load(ARGV[2])
+if not m then
+  m = add_new(ARGV[2], ARGV[3], ARGV[4])
+elseif m.state ~= 'w' then
+  restore(m)
+end
+local position = rank(m)
+announce(KEYS[10], 5, ARGV[3], position)
+signal()
+return position
