@@ -44,9 +44,21 @@ def need_service(name: str, host: str, port: int) -> None:
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    """A key prefix of its own per test, so tests share one Redis server safely in parallel."""
-    return f"t{uuid.uuid4().hex[:12]}"
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of its own per test, so tests share one Redis server safely in parallel;
+    afterwards every key on the server that holds it is deleted."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    redis_host = urlsplit(REDIS_URL)
+    if not _reachable(redis_host.hostname or "127.0.0.1", redis_host.port or 6379):
+        return
+    client = connect_redis(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"*{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture(params=["memory", "server"])

@@ -14,7 +14,7 @@ from stargraph.broker.queue import RedisJobQueue
 @pytest.fixture
 async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQueue]:
     """A queue of the test's own on both kinds of Redis, with the event bus it announces
-    through; afterwards every key under its prefix (queue, slots, event streams) is deleted."""
+    through (`redis_prefix` deletes its keys afterwards)."""
     q = RedisJobQueue(
         any_redis, redis_prefix, events=RedisEventBus(any_redis, any_redis, redis_prefix)
     )
@@ -22,6 +22,3 @@ async def queue(any_redis: Redis, redis_prefix: str) -> AsyncIterator[RedisJobQu
         yield q
     finally:
         await q.aclose()
-        keys = [k async for k in any_redis.scan_iter(match=f"{{{redis_prefix}}}:*")]
-        if keys:
-            await any_redis.delete(*keys)
