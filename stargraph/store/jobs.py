@@ -98,23 +98,30 @@ class TortoiseJobStore:
     async def _create_batch(self, jobs: list[Job]) -> list[tuple[Job, bool] | BaseException]:
         """`create_queued` for many jobs: those of distinct users in one transaction (a
         user's next job waits for the next wave, after the freeze of the one before). A
-        refused hold, or every job of a wave with a clash, runs again on its own, which
-        gives each job its own answer or error."""
+        refused hold, or every job of a wave with a clash or chosen as a deadlock victim,
+        runs again on its own, which gives each job its own answer or error. Accounts are
+        frozen in user id order, so that two processes' waves take their row locks in one
+        order."""
         results: list[tuple[Job, bool] | BaseException | None] = [None] * len(jobs)
         waiting = list(range(len(jobs)))
         while waiting:
             wave: dict[UserId, int] = {}
             for index in waiting:
                 wave.setdefault(jobs[index].user_id, index)
-            waiting = [index for index in waiting if index not in wave.values()]
-            members = list(wave.values())
+            members = [wave[user_id] for user_id in sorted(wave)]
+            taken_now = set(members)
+            waiting = [index for index in waiting if index not in taken_now]
             holds = [
                 NewJobHold(jobs[i].user_id, jobs[i].id, jobs[i].cost, _job_row(jobs[i]))
                 for i in members
             ]
             try:
                 taken = await self._ledger.hold_new_jobs(holds)
-            except IntegrityError:
+            except Exception as exc:  # the wave wrote nothing; earlier waves keep their answers
+                if not (isinstance(exc, IntegrityError) or is_deadlock(exc)):
+                    for index in members:
+                        results[index] = exc
+                    continue
                 taken = [False] * len(members)
             for index, ok in zip(members, taken, strict=True):
                 results[index] = (jobs[index], True) if ok else await self._alone(jobs[index])

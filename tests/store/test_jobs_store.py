@@ -30,7 +30,7 @@ from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_job_id
 from stargraph.store.db import tortoise_config
 from stargraph.store.jobs import TortoiseJobStore
-from stargraph.store.ledger import TortoiseLedger
+from stargraph.store.ledger import NewJobHold, TortoiseLedger
 from stargraph.store.models import AccountRow, HoldRow, ImageRow, JobRow, LedgerEntryRow, UserRow
 
 PRICE = 10
@@ -236,6 +236,36 @@ async def test_submissions_made_at_once_each_get_their_own_answer(
     made = {str(o[0].id) for o in outcomes if isinstance(o, tuple)}
     assert {str(i) for i in await JobRow.all().values_list("id", flat=True)} == made
     assert {str(i) for i in await HoldRow.all().values_list("job_id", flat=True)} == made
+    assert await ledger.audit() == []
+
+
+async def test_a_failed_batch_fails_only_its_own_submissions(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's second job waits for the next batch. Should that batch's transaction fail,
+    only that submission gets the error: the first one, committed, still gets its job."""
+    ledger = TortoiseLedger()
+    store = TortoiseJobStore(ledger)
+    user = await make_user(100)
+    batches = 0
+    hold_new_jobs = ledger.hold_new_jobs
+
+    async def second_fails(holds: list[NewJobHold]) -> list[bool]:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise ConnectionError("database away")
+        return await hold_new_jobs(holds)
+
+    monkeypatch.setattr(ledger, "hold_new_jobs", second_fails)
+    first, second = make_job(user), make_job(user)
+    outcomes = await asyncio.gather(
+        store.create_queued(first), store.create_queued(second), return_exceptions=True
+    )
+    assert outcomes[0] == (first, True)
+    assert isinstance(outcomes[1], ConnectionError)
+    assert await JobRow.filter(user_id=user).count() == 1
+    assert await ledger.balance(user) == Balance(80, 20)
     assert await ledger.audit() == []
 
 
