@@ -141,8 +141,15 @@ class RedisJobQueue:
 
     async def _run(self, name: str, *args: str | int, more_keys: Sequence[str] = ()) -> Any:
         script: AsyncScript = self._scripts[name]
-        keys = [*self.keys.scripted, *more_keys]
-        return await script(keys=keys, args=[self.keys.channel, *args])
+        keys, argv = self._call(args, more_keys)
+        return await script(keys=keys, args=argv)
+
+    def _call(
+        self, args: Sequence[str | int], more_keys: Sequence[str] = ()
+    ) -> tuple[list[str], list[str | int]]:
+        """A queue script's keys and arguments: the queue's keys, then `more_keys`; the
+        dispatchers' channel, then `args`."""
+        return [*self.keys.scripted, *more_keys], [self.keys.channel, *args]
 
     async def enqueue(self, job: QueuedJob) -> int:
         """Add the job (no-op if known); its 1-based position, 0 while it is leased."""
@@ -150,19 +157,15 @@ class RedisJobQueue:
 
     async def enqueue_announced(self, job: QueuedJob, event: JobQueued) -> int:
         """`JobQueue.enqueue_announced`; needs the `events` bus given at construction."""
-        keys, args = self._announcing(job, event)
+        stream, announcement = self._announcement(event)
+        keys, args = self._call([*_triples([job]), *announcement], (stream,))
         return int(await self._enqueue_announced(keys, args))
 
     async def requeue_announced(self, job: QueuedJob, event: JobQueued) -> int:
         """`JobQueue.requeue_announced`; needs the `events` bus given at construction."""
-        keys, args = self._announcing(job, event)
-        script: AsyncScript = self._scripts["requeue_announced"]
-        return int(await script(keys=keys, args=args))
-
-    def _announcing(self, job: QueuedJob, event: JobQueued) -> tuple[list[str], list[str | int]]:
-        """The keys and arguments of a script that adds `job` and announces `event`."""
         stream, announcement = self._announcement(event)
-        return [*self.keys.scripted, stream], [self.keys.channel, *_triples([job]), *announcement]
+        args = (*_triples([job]), *announcement)
+        return int(await self._run("requeue_announced", *args, more_keys=(stream,)))
 
     def _announcement(self, event: JobQueued) -> tuple[str, list[str | int]]:
         if self._events is None:

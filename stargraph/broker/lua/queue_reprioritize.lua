@@ -5,9 +5,10 @@
 -- between); a job no longer waiting only ticks the channels. Returns the new position, false
 -- if the job is not waiting.
 local announced = #ARGV > 3
+local EVENT = 5  -- where the event's arguments start (announce_lib.lua)
 local m = load(ARGV[2])
 if not m or m.state ~= 'w' then
-  if announced then tick_from(9) end
+  if announced then tick_from(EVENT + 4) end
   return false
 end
 if band_of(m.member) ~= ARGV[3] then
@@ -15,5 +16,5 @@ if band_of(m.member) ~= ARGV[3] then
   seat(m, ARGV[3], false)
 end
 local position = rank(m)
-if announced then announce(KEYS[10], 5, ARGV[4], position) end
+if announced then announce(KEYS[10], EVENT, ARGV[4], position) end
 return position
