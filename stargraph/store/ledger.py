@@ -124,10 +124,8 @@ class TortoiseLedger:
             if not held[0]["n"]:
                 await _refuse(user_id)
             return
-        async with in_transaction():
-            if not await _hold_rows(user_id, job_id, amount):
-                await _refuse(user_id)
-            await sql.execute(_insert(table, tuple(columns)), *values)
+        if not (await self.hold_new_jobs([NewJobHold(user_id, job_id, amount, row)]))[0]:
+            await _refuse(user_id)
 
     async def hold_new_jobs(self, holds: Sequence[NewJobHold]) -> list[bool]:
         """`hold_new_job` for jobs of distinct users in one transaction, not on PostgreSQL
