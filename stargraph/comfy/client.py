@@ -18,8 +18,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-import httpx
-
+from stargraph.comfy.http import (
+    ConnectFailed,
+    ExchangeFailed,
+    HttpClient,
+    Origin,
+    Response,
+    Timeouts,
+)
 from stargraph.comfy.messages import (
     ExecutionError,
     ExecutionInterrupted,
@@ -31,8 +37,8 @@ from stargraph.comfy.messages import (
 )
 from stargraph.domain.capabilities import Capabilities
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0, pool=10.0)
-VIEW_TIMEOUT = httpx.Timeout(120.0, connect=5.0, pool=10.0)
+DEFAULT_TIMEOUTS = Timeouts(connect=5.0, total=30.0)
+VIEW_TIMEOUTS = Timeouts(connect=5.0, total=120.0)
 MAX_SUMMARY_CHARS = 1000
 
 
@@ -122,21 +128,22 @@ class HistoryEntry:
 
 
 class ComfyClient:
-    """One ComfyUI server. Pass a shared `http` client to pool connections; else one is made."""
+    """One ComfyUI server. Pass a shared `http` client to share its pools; else one is made."""
 
     def __init__(
         self,
         base_url: str,
-        http: httpx.AsyncClient | None = None,
+        http: HttpClient | None = None,
         *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        view_timeout: httpx.Timeout | float = VIEW_TIMEOUT,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        view_timeouts: Timeouts = VIEW_TIMEOUTS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = http or httpx.AsyncClient()
+        self._origin = Origin.parse(self.base_url)
+        self._http = http or HttpClient()
         self._owns_http = http is None
-        self._timeout = timeout
-        self._view_timeout = view_timeout
+        self._timeouts = timeouts
+        self._view_timeouts = view_timeouts
 
     async def __aenter__(self) -> Self:
         return self
@@ -165,8 +172,8 @@ class ComfyClient:
             body["front"] = True
         if extra_data:
             body["extra_data"] = dict(extra_data)
-        response = await self._send("POST", "/prompt", json=body)
-        if response.status_code == 400:
+        response = await self._send("POST", "/prompt", json_body=body)
+        if response.status == 400:
             raise _validation_error(response)
         data = _object(self._ok(response))
         return PromptAccepted(
@@ -192,14 +199,14 @@ class ComfyClient:
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Stop `prompt_id` if it is the running prompt (None: whatever runs)."""
         body = None if prompt_id is None else {"prompt_id": prompt_id}
-        self._ok(await self._send("POST", "/interrupt", json=body))
+        self._ok(await self._send("POST", "/interrupt", json_body=body))
 
     async def delete_from_queue(self, prompt_ids: Iterable[str]) -> None:
         """Remove waiting prompts (a running one is not touched: interrupt it)."""
-        self._ok(await self._send("POST", "/queue", json={"delete": list(prompt_ids)}))
+        self._ok(await self._send("POST", "/queue", json_body={"delete": list(prompt_ids)}))
 
     async def clear_queue(self) -> None:
-        self._ok(await self._send("POST", "/queue", json={"clear": True}))
+        self._ok(await self._send("POST", "/queue", json_body={"clear": True}))
 
     # history and files ----------------------------------------------------------------------
 
@@ -211,7 +218,7 @@ class ComfyClient:
 
     async def delete_history(self, prompt_id: str | Iterable[str]) -> None:
         ids = [prompt_id] if isinstance(prompt_id, str) else list(prompt_id)
-        self._ok(await self._send("POST", "/history", json={"delete": ids}))
+        self._ok(await self._send("POST", "/history", json_body={"delete": ids}))
 
     async def view(
         self, filename: str | ImageRef, subfolder: str = "", type: str = "output"
@@ -219,10 +226,10 @@ class ComfyClient:
         """The bytes of an output file."""
         image = filename if isinstance(filename, ImageRef) else ImageRef(filename, subfolder, type)
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
-        response = await self._send("GET", "/view", params=params, limits=self._view_timeout)
-        if response.status_code == 404:
+        response = await self._send("GET", "/view", params=params, timeouts=self._view_timeouts)
+        if response.status == 404:
             raise ComfyNotFound(f"no file {image.subfolder}/{image.filename} ({image.type})")
-        return self._ok(response).content
+        return self._ok(response).body
 
     # server ---------------------------------------------------------------------------------
 
@@ -251,50 +258,60 @@ class ComfyClient:
 
     async def free(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
         body = {"unload_models": unload_models, "free_memory": free_memory}
-        self._ok(await self._send("POST", "/free", json=body))
+        self._ok(await self._send("POST", "/free", json_body=body))
 
     # plumbing -------------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, path: str, *, limits: httpx.Timeout | float | None = None, **kw: Any
-    ) -> httpx.Response:
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Response:
         what = f"{method} {path}"
         try:
             response = await self._http.request(
-                method, self.base_url + path, timeout=limits or self._timeout, **kw
+                self._origin,
+                method,
+                path,
+                json_body=json_body,
+                params=params,
+                timeouts=timeouts or self._timeouts,
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ComfyUnavailable(f"{what}: cannot connect ({exc!r})") from exc
-        except httpx.TransportError as exc:
-            raise ComfyUnavailable(f"{what}: {exc!r}", maybe_processed=True) from exc
-        if response.status_code >= 500:
+        except ConnectFailed as exc:
+            raise ComfyUnavailable(f"{what}: {exc}") from exc
+        except ExchangeFailed as exc:
+            raise ComfyUnavailable(f"{what}: {exc}", maybe_processed=True) from exc
+        if response.status >= 500:
             raise ComfyUnavailable(
-                f"{what}: ComfyUI answered {response.status_code}",
-                maybe_processed=response.status_code != 503,
+                f"{what}: ComfyUI answered {response.status}",
+                maybe_processed=response.status != 503,
             )
         return response
 
     @staticmethod
-    def _ok(response: httpx.Response) -> httpx.Response:
-        if response.status_code != 200:
-            request = response.request
+    def _ok(response: Response) -> Response:
+        if response.status != 200:
             raise ComfyProtocolError(
-                f"{request.method} {request.url.path}: unexpected status {response.status_code}"
+                f"{response.method} {response.path}: unexpected status {response.status}"
             )
         return response
 
 
-def _object(response: httpx.Response) -> dict[str, Any]:
+def _object(response: Response) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError as exc:
-        raise ComfyProtocolError(f"{response.request.url.path}: not JSON") from exc
+        raise ComfyProtocolError(f"{response.path}: not JSON") from exc
     if not isinstance(data, dict):
-        raise ComfyProtocolError(f"{response.request.url.path}: expected an object")
+        raise ComfyProtocolError(f"{response.path}: expected an object")
     return data
 
 
-def _validation_error(response: httpx.Response) -> ComfyValidationError:
+def _validation_error(response: Response) -> ComfyValidationError:
     try:
         body = _object(response)
     except ComfyProtocolError:
@@ -303,7 +320,7 @@ def _validation_error(response: httpx.Response) -> ComfyValidationError:
     error = error if isinstance(error, dict) else {}
     node_errors = body.get("node_errors")
     node_errors = node_errors if isinstance(node_errors, dict) else {}
-    message = summarise(error, node_errors) or response.text[:MAX_SUMMARY_CHARS]
+    message = summarise(error, node_errors) or response.text()[:MAX_SUMMARY_CHARS]
     return ComfyValidationError(message, str(error.get("type", "")), node_errors)
 
 

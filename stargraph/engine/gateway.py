@@ -13,8 +13,6 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Protocol
 
-import httpx
-
 from stargraph.comfy import messages as m
 from stargraph.comfy.client import (
     ComfyClient,
@@ -25,6 +23,7 @@ from stargraph.comfy.client import (
     HistoryEntry,
 )
 from stargraph.comfy.connection import ComfySocket
+from stargraph.comfy.http import HttpClient
 from stargraph.domain.backends import (
     BackendRejected,
     BackendUncertain,
@@ -59,8 +58,7 @@ class ComfyGateway:
     """`domain.backends.EngineGateway` over `ComfyClient`s."""
 
     def __init__(self, backends: Iterable[BackendId]) -> None:
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        self._http = httpx.AsyncClient(limits=limits)
+        self._http = HttpClient()
         self._clients = {b: ComfyClient(b, self._http) for b in backends}
 
     async def aclose(self) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 
@@ -18,10 +19,12 @@ from stargraph.comfy.client import (
     ComfyValidationError,
     summarise,
 )
+from stargraph.comfy.http import HttpClient, Timeouts
 from stargraph.comfy.messages import ExecutionError, ExecutionInterrupted, ImageRef
 from stargraph.comfy.sim_config import RECORDED_SAMPLERS, RECORDED_SCHEDULERS, SimulatorConfig
 from stargraph.comfy.simulator import SimulatorHandle, running_simulator
 
+from .answering import Answer, answering_server
 from .graphs import t2i
 from .recordings import load_http, load_transcript
 
@@ -133,32 +136,30 @@ async def test_refusing_server_is_unavailable(sim: SimulatorHandle, client: Comf
 
 async def test_a_timeout_may_have_been_processed(sim: SimulatorHandle) -> None:
     sim.faults.http_delay = 0.5
-    async with ComfyClient(sim.url, timeout=httpx.Timeout(5.0, read=0.05)) as comfy:
+    async with ComfyClient(sim.url, timeouts=Timeouts(connect=5.0, total=0.05)) as comfy:
         with pytest.raises(ComfyUnavailable) as caught:
             await comfy.post_prompt(t2i(), "slow", "c")
     assert caught.value.maybe_processed
 
 
 async def test_a_shared_http_client_is_not_closed(sim: SimulatorHandle) -> None:
-    async with httpx.AsyncClient() as http:
-        async with ComfyClient(sim.url + "/", http) as comfy:
-            assert await comfy.queue_remaining() == 0
-        assert not http.is_closed
+    http = HttpClient()
+    async with ComfyClient(sim.url + "/", http) as comfy:
+        assert await comfy.queue_remaining() == 0
+    async with ComfyClient(sim.url, http) as again:
+        assert await again.queue_remaining() == 0
+    await http.aclose()
 
 
 # --- against the recorded answers ----------------------------------------------------------
 
 
-def recorded_server(routes: dict[tuple[str, str], tuple[int, Any]]) -> ComfyClient:
-    """A client whose transport answers from `routes`: (method, path) -> (status, body)."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        status, body = routes.get((request.method, request.url.path), (404, b""))
-        if isinstance(body, bytes | str):
-            return httpx.Response(status, content=body, headers={"content-type": "text/plain"})
-        return httpx.Response(status, json=body)
-
-    return ComfyClient("http://comfy", httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+@contextlib.asynccontextmanager
+async def recorded_server(routes: dict[tuple[str, str], Answer]) -> AsyncIterator[ComfyClient]:
+    """A client of a loopback server that answers from `routes`: (method, path) ->
+    (status, body)."""
+    async with answering_server(routes) as server, ComfyClient(server.url) as comfy:
+        yield comfy
 
 
 def recorded_responses(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -173,37 +174,36 @@ async def test_recorded_history_entries_parse() -> None:
     for name in ("history_a_normal", "history_d_runtime_error", "history_e_interrupted"):
         body = load_http(name)
         routes[("GET", f"/history/{next(iter(body))}")] = (200, body)
-    comfy = recorded_server(routes)
+    async with recorded_server(routes) as comfy:
+        normal = await comfy.history("a-c8f912dcf6a9")
+        assert normal is not None and normal.succeeded
+        assert normal.images["9"] == (
+            ImageRef("a_normal_00001_.png", "", "output"),
+            ImageRef("a_normal_00002_.png", "", "output"),
+        )
+        assert normal.error is None and normal.interrupted is None
 
-    normal = await comfy.history("a-c8f912dcf6a9")
-    assert normal is not None and normal.succeeded
-    assert normal.images["9"] == (
-        ImageRef("a_normal_00001_.png", "", "output"),
-        ImageRef("a_normal_00002_.png", "", "output"),
-    )
-    assert normal.error is None and normal.interrupted is None
+        failed = await comfy.history("d-upscale-cee62e9f6974")
+        assert failed is not None and not failed.succeeded
+        assert failed.error is not None and failed.error.node_type == "LatentUpscaleBy"
+        assert len(json.dumps(dict(failed.error.current_inputs or {}))) < 3000
 
-    failed = await comfy.history("d-upscale-cee62e9f6974")
-    assert failed is not None and not failed.succeeded
-    assert failed.error is not None and failed.error.node_type == "LatentUpscaleBy"
-    assert len(json.dumps(dict(failed.error.current_inputs or {}))) < 3000
-
-    stopped = await comfy.history("e-0219456292e3")
-    assert stopped is not None and stopped.status_str == "error"
-    assert stopped.interrupted is not None and stopped.interrupted.node_id == "3"
+        stopped = await comfy.history("e-0219456292e3")
+        assert stopped is not None and stopped.status_str == "error"
+        assert stopped.interrupted is not None and stopped.interrupted.node_id == "3"
 
 
 async def test_recorded_queue_is_read_in_run_order() -> None:
     body = load_http("queue_running_and_three_pending")
-    comfy = recorded_server({("GET", "/queue"): (200, body)})
-    snapshot = await comfy.queue()
-    assert snapshot.running == ("f3-689b9373270a",)
-    # The raw heap is [-35 f6, 34 f5, 33 f4]; run order sorts by number.
-    assert snapshot.pending == ("f6-front-51da05ba7fa9", "f4-ed9dc7fcca4d", "f5-d3feebbc4a43")
+    async with recorded_server({("GET", "/queue"): (200, body)}) as comfy:
+        snapshot = await comfy.queue()
+        assert snapshot.running == ("f3-689b9373270a",)
+        # The raw heap is [-35 f6, 34 f5, 33 f4]; run order sorts by number.
+        assert snapshot.pending == ("f6-front-51da05ba7fa9", "f4-ed9dc7fcca4d", "f5-d3feebbc4a43")
 
 
 async def test_recorded_object_info_gives_capabilities() -> None:
-    comfy = recorded_server(
+    async with recorded_server(
         {
             ("GET", "/object_info/KSampler"): (200, load_http("object_info_KSampler")),
             ("GET", "/object_info/CheckpointLoaderSimple"): (
@@ -211,24 +211,24 @@ async def test_recorded_object_info_gives_capabilities() -> None:
                 load_http("object_info_CheckpointLoaderSimple"),
             ),
         }
-    )
-    caps = await comfy.object_info()
-    assert caps.checkpoints == ("random-sd15.safetensors",)
-    assert caps.samplers == RECORDED_SAMPLERS
-    assert caps.schedulers == RECORDED_SCHEDULERS
+    ) as comfy:
+        caps = await comfy.object_info()
+        assert caps.checkpoints == ("random-sd15.safetensors",)
+        assert caps.samplers == RECORDED_SAMPLERS
+        assert caps.schedulers == RECORDED_SCHEDULERS
 
 
 async def test_new_style_combos_are_read() -> None:
     info = {"input": {"required": {"ckpt_name": ["COMBO", {"options": ["x.safetensors"]}]}}}
-    comfy = recorded_server(
+    async with recorded_server(
         {
             ("GET", "/object_info/CheckpointLoaderSimple"): (200, {"CheckpointLoaderSimple": info}),
             ("GET", "/object_info/KSampler"): (200, {}),
         }
-    )
-    caps = await comfy.object_info()
-    assert caps.checkpoints == ("x.safetensors",)
-    assert caps.samplers == ()
+    ) as comfy:
+        caps = await comfy.object_info()
+        assert caps.checkpoints == ("x.safetensors",)
+        assert caps.samplers == ()
 
 
 @pytest.mark.parametrize(
@@ -251,11 +251,11 @@ async def test_recorded_400_bodies_become_validation_errors(note: str, expected:
     entries = load_transcript("c_validation_errors")
     index = next(i for i, e in enumerate(entries) if e["kind"] == "note" and note in e["text"])
     answer = next(e for e in entries[index:] if e["kind"] == "http_resp")
-    comfy = recorded_server({("POST", "/prompt"): (answer["status"], answer["json"])})
-    with pytest.raises(ComfyValidationError) as caught:
-        await comfy.post_prompt(t2i(), "p", "c")
-    assert expected in caught.value.message
-    assert caught.value.error_type == answer["json"]["error"]["type"]
+    async with recorded_server({("POST", "/prompt"): (answer["status"], answer["json"])}) as comfy:
+        with pytest.raises(ComfyValidationError) as caught:
+            await comfy.post_prompt(t2i(), "p", "c")
+        assert expected in caught.value.message
+        assert caught.value.error_type == answer["json"]["error"]["type"]
 
 
 async def test_recorded_partial_acceptance_is_flagged() -> None:
@@ -265,25 +265,25 @@ async def test_recorded_partial_acceptance_is_flagged() -> None:
         for e in entries
         if e["kind"] == "http_resp" and e["status"] == 200 and "number" in (e["json"] or {})
     )
-    comfy = recorded_server({("POST", "/prompt"): (200, answer["json"])})
-    accepted = await comfy.post_prompt(t2i(), "c-partial-859837f98f43", "c")
-    assert accepted.is_partial and set(accepted.node_errors) == {"12"}
+    async with recorded_server({("POST", "/prompt"): (200, answer["json"])}) as comfy:
+        accepted = await comfy.post_prompt(t2i(), "c-partial-859837f98f43", "c")
+        assert accepted.is_partial and set(accepted.node_errors) == {"12"}
 
 
 async def test_server_trouble_and_bad_answers() -> None:
-    comfy = recorded_server(
+    async with recorded_server(
         {
             ("POST", "/prompt"): (500, "500 Internal Server Error\n\nServer got itself in trouble"),
             ("GET", "/queue"): (200, "not json"),
             ("GET", "/system_stats"): (403, b""),
         }
-    )
-    with pytest.raises(ComfyUnavailable):
-        await comfy.post_prompt(t2i(), "p", "c")
-    with pytest.raises(ComfyProtocolError):
-        await comfy.queue()
-    with pytest.raises(ComfyProtocolError):
-        await comfy.system_stats()
+    ) as comfy:
+        with pytest.raises(ComfyUnavailable):
+            await comfy.post_prompt(t2i(), "p", "c")
+        with pytest.raises(ComfyProtocolError):
+            await comfy.queue()
+        with pytest.raises(ComfyProtocolError):
+            await comfy.system_stats()
 
 
 def test_summary_is_bounded() -> None:
