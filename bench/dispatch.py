@@ -50,6 +50,8 @@ from stargraph.domain.queue import QueuedJob  # noqa: E402
 from stargraph.domain.types import BackendId, Priority, UserId, new_job_id  # noqa: E402
 from stargraph.domain.workflows import WorkflowCatalog  # noqa: E402
 from stargraph.engine.gateway import ComfyGateway, comfy_socket  # noqa: E402
+from stargraph.runtime import run_loop  # noqa: E402
+from stargraph.serve import freeze_startup_heap  # noqa: E402
 from stargraph.storage import DiskImageFiles  # noqa: E402
 from stargraph.store.db import (  # noqa: E402
     close_db,
@@ -256,6 +258,7 @@ async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage
         stop = asyncio.Event()
         inside: list[float] = []  # the worker's own view: slot freed → POST begins
         engine = build_engine(config, ports, refill_gap=lambda s: inside.append(s * 1000))
+        freeze_startup_heap()  # as `stargraph worker` does
         worker = asyncio.create_task(run_worker(engine, stop))
         await wait_all_finished(args.jobs)
         stop.set()
@@ -353,4 +356,4 @@ if __name__ == "__main__":
         default=None,
         help="a database server, e.g. postgres://postgres@127.0.0.1:5432 (default: SQLite)",
     )
-    asyncio.run(main(parser.parse_args()))
+    run_loop(main(parser.parse_args()))  # the loop `stargraph worker` runs on

@@ -45,6 +45,7 @@ from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker, Sweeper
 from stargraph.metrics import CONTENT_TYPE
 from stargraph.routes import healthz
+from stargraph.runtime import run_loop
 from stargraph.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,7 @@ def main() -> None:
             loop.add_signal_handler(signum, stop.set)
         await run_worker_from_settings(settings, stop)
 
-    asyncio.run(serve())
+    run_loop(serve())
 
 
 if __name__ == "__main__":
