@@ -5,7 +5,8 @@ negative suffix, the ids of the nodes the engine watches) and `NAME.json.j2` (th
 Templates are compiled once, in a sandboxed Jinja2 environment, and every `{{ … }}` in
 them must end in `| tojson`: user text enters the graph only as JSON-encoded strings, so
 no input can add, remove or rewire nodes. Each render is checked against the node set
-recorded at load time.
+recorded at load time. A template without tags is filled in rather than rendered
+(`workflow_holes`): the same graph at a fifth of the cost.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from stargraph.domain.errors import BadUserInput
 from stargraph.domain.jobs import JobParams
 from stargraph.domain.types import Priority
+from stargraph.domain.workflow_holes import GraphWithHoles
 
 _SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -102,19 +104,27 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-class _Compiled:
-    """A manifest with its compiled template and the node shape it must keep."""
+def _parse_graph(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
 
-    def __init__(self, workflow: Workflow, template: Any) -> None:
+
+class _Compiled:
+    """A manifest with its compiled template and the node shape it must keep. A logic-free
+    template is filled in (`workflow_holes`); any other renders through Jinja each time."""
+
+    def __init__(self, workflow: Workflow, template: Any, holes: GraphWithHoles | None) -> None:
         self.workflow = workflow
         self.template = template
+        self.holes = holes
 
     def render(self, values: Mapping[str, object]) -> dict[str, Any]:
-        text = self.template.render(**values)
-        graph = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        if self.holes is not None:
+            graph = self.holes.fill(values)
+        else:
+            graph = _parse_graph(self.template.render(**values))
         if _shape(graph) != dict(self.workflow.node_classes):
             raise WorkflowError(f"workflow {self.workflow.name!r} rendered a different graph")
-        return graph  # type: ignore[no-any-return]
+        return graph
 
 
 def _shape(graph: object) -> dict[str, str]:
@@ -213,7 +223,9 @@ def _load_one(env: ImmutableSandboxedEnvironment, manifest_path: Path) -> _Compi
     sample = _sample_render(name, template, defaults)
     workflow = _workflow(name, manifest, defaults, _shape(sample))
     _check_nodes(workflow, sample)
-    return _Compiled(workflow, template)
+    variables = template_values(_SAMPLE_ID, _sample_params(defaults), "", "").keys()
+    holes = GraphWithHoles.compile(env, source, variables, _parse_graph)
+    return _Compiled(workflow, template, holes)
 
 
 def _defaults(name: str, table: Mapping[str, object]) -> WorkflowDefaults:
@@ -249,7 +261,7 @@ def _sample_render(name: str, template: Any, defaults: WorkflowDefaults) -> dict
     params = _sample_params(defaults)
     values = template_values(_SAMPLE_ID, params, params.prompt, params.negative_prompt)
     try:
-        graph = json.loads(template.render(**values), object_pairs_hook=_no_duplicate_keys)
+        graph = _parse_graph(template.render(**values))
     except (TemplateError, ValueError, TypeError) as exc:
         raise WorkflowError(f"workflow {name!r} does not render valid JSON: {exc}") from exc
     return graph  # type: ignore[no-any-return]
