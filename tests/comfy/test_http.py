@@ -123,7 +123,7 @@ async def test_answers_framed_by_chunks_or_by_the_end_of_the_connection(
 async def test_a_get_on_a_socket_the_server_dropped_is_sent_again(http: HttpClient) -> None:
     served = 0
 
-    async def drop_every_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    async def drop_every_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal served
         while await read_request(reader) is not None:
             served += 1
@@ -141,7 +141,7 @@ async def test_a_get_on_a_socket_the_server_dropped_is_sent_again(http: HttpClie
 async def test_a_post_on_a_dropped_socket_may_have_been_processed(http: HttpClient) -> None:
     heard: list[Heard] = []
 
-    async def drop_the_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    async def drop_the_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (request := await read_request(reader)) is not None:
             heard.append(request)
             if len(heard) == 2:
@@ -166,7 +166,7 @@ async def test_refused_connection_is_connect_failed(http: HttpClient) -> None:
 async def test_a_slow_answer_times_out_and_its_socket_is_not_reused(http: HttpClient) -> None:
     delays = [0.5, 0.0]
 
-    async def slow_then_fast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    async def slow_then_fast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError):
             while await read_request(reader) is not None:
                 await asyncio.sleep(delays.pop(0))
