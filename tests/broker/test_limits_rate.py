@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from types import SimpleNamespace
 
 import pytest
 from redis.asyncio import Redis
 
+from stargraph.broker import limits
 from stargraph.broker.limits import RateLimiter
 from stargraph.domain.errors import RateLimited
 
@@ -93,3 +96,17 @@ async def test_limits_count_on_after_redis_lost_its_scripts(
     await limiter.hit("flush", 2, 60)
     with pytest.raises(RateLimited):
         await limiter.hit("flush", 2, 60)
+
+
+async def test_one_hit_sent_twice_counts_once(
+    limiter: RateLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline resent after a lost connection runs the same hit again: it is neither
+    counted twice nor refused by its own first count."""
+    same_hit = uuid.uuid4()
+    monkeypatch.setattr(limits, "uuid", SimpleNamespace(uuid4=lambda: same_hit))
+    await limiter.hit("submit:9", limit=1, window_s=60)
+    await limiter.hit("submit:9", limit=1, window_s=60)  # the resend: allowed
+    monkeypatch.undo()
+    with pytest.raises(RateLimited):  # a new hit: the window holds one, the first
+        await limiter.hit("submit:9", limit=1, window_s=60)

@@ -8,6 +8,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return 0  -- this very hit, sent again after a lost connection: counted once, allowed
+end
 local used = redis.call('ZCARD', KEYS[1])
 if used >= limit then
   -- the hit that must leave the window before one more fits
