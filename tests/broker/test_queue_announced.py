@@ -158,3 +158,17 @@ async def test_a_reprioritized_job_announces_its_new_place_in_the_same_step(
     finally:
         await listener.aclose()  # type: ignore[no-untyped-call]
     assert len(await stored(any_redis, redis_prefix, BOB)) == 1
+
+
+async def test_the_same_enqueue_sent_again_announces_nothing_more(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    """A pipeline resent after a lost connection runs the script again: the job keeps its
+    one JobQueued, and a dispatcher that took it meanwhile does not see it queued again."""
+    assert await queue.enqueue_announced(*queued("a0", ANN)) == 1
+    assert await queue.enqueue_announced(*queued("a0", ANN)) == 1  # the resend
+    claim = await queue.claim(BACKEND, lease_s=60)
+    assert claim is not None and claim.job_id == "a0"
+    assert await queue.enqueue_announced(*queued("a0", ANN)) == 0  # leased: left alone
+    assert [e["job_id"] for e in await stored(any_redis, redis_prefix, ANN)] == ["a0"]
+    assert await queue.position(JobId("a0")) is None

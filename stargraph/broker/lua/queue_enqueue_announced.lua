@@ -2,14 +2,22 @@
 -- event (announce_lib.lua). Adds the job as enqueue does, announces it with its position (0
 -- while leased) and only then wakes the dispatchers, all in one step: no dispatcher can take
 -- the job before its event is out. Returns the position.
+-- A job the queue already holds, waiting or leased, is left alone and not announced again:
+-- the same call sent twice (a pipeline resent after a lost connection) must not publish a
+-- second JobQueued, least of all after a dispatcher took the job.
 local m = load(ARGV[2])
+local entered = true
 if not m then
   m = add_new(ARGV[2], ARGV[3], ARGV[4])
 elseif m.state == 'p' then
   restore(m)
+else
+  entered = false
 end
 local position = 0
 if m.state == 'w' then position = rank(m) end
-announce(KEYS[10], 5, ARGV[3], position)
-signal()
+if entered then
+  announce(KEYS[10], 5, ARGV[3], position)
+  signal()
+end
 return position
