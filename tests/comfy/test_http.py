@@ -12,6 +12,7 @@ import pytest
 import uvloop
 
 from stargraph.comfy.http import (
+    IDLE_LIMIT_S,
     ConnectFailed,
     ExchangeFailed,
     HttpClient,
@@ -53,6 +54,18 @@ async def test_requests_share_one_kept_alive_connection(http: HttpClient) -> Non
             assert answer.status == 200
             assert json.loads(answer.json()["echo"]) == {"n": n}
         assert server.connections == 1
+
+
+async def test_a_connection_idle_past_the_limit_is_closed_not_reused(http: HttpClient) -> None:
+    """aiohttp closes kept-alive sockets after 75 s; reusing one near that risks a race."""
+    async with answering_server(lambda heard: (200, "ok")) as server:
+        origin = Origin.parse(server.url)
+        await http.request(origin, "GET", "/", timeouts=FAST)
+        [idle] = http._pool(origin).idle
+        idle.idle_since -= IDLE_LIMIT_S
+        await http.request(origin, "GET", "/", timeouts=FAST)
+        assert server.connections == 2
+        assert idle.closed
 
 
 async def test_request_line_host_body_and_query_are_written_as_http_1_1(
