@@ -59,6 +59,18 @@ class Backoff:
         return base * (1 - self.jitter * random.random())
 
 
+_TYPE_FIRST = '{"type": "'  # ComfyUI writes json.dumps({"type": ..., "data": ...})
+
+
+def _type_of(frame: str) -> str | None:
+    """The type of a text frame laid out as ComfyUI writes it, read without parsing it (None
+    when laid out otherwise: such a frame is parsed)."""
+    if not frame.startswith(_TYPE_FIRST):
+        return None
+    end = frame.find('"', len(_TYPE_FIRST))
+    return frame[len(_TYPE_FIRST) : end] if end > 0 else None
+
+
 def ws_url(base_url: str, client_id: str) -> str:
     """`http://host:port` → `ws://host:port/ws?clientId=…` (https → wss)."""
     base = base_url.rstrip("/")
@@ -85,8 +97,10 @@ class ComfySocket:
         close_timeout: float = 2.0,
         preview_metadata: bool = True,
         max_size: int | None = 16 * 1024 * 1024,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
         self.client_id = client_id
+        self._skip = skip  # text frame types dropped unparsed (the caller has no use for them)
         self.url = ws_url(base_url, client_id)
         self.backoff = backoff or Backoff()
         self.silence_timeout = silence_timeout
@@ -224,6 +238,8 @@ class ComfySocket:
         return self._parse(frame)
 
     def _parse(self, frame: str | bytes) -> SocketEvent | None:
+        if self._skip and isinstance(frame, str) and _type_of(frame) in self._skip:
+            return None
         try:
             return parse_binary(frame) if isinstance(frame, bytes) else parse_text(frame)
         except MalformedFrame as exc:

@@ -191,6 +191,19 @@ async def test_without_client_id_progress_is_broadcast(sim: SimulatorHandle) -> 
     assert Executing not in kinds and Executed not in kinds
 
 
+async def test_a_socket_drops_the_frame_types_it_skips_and_keeps_the_rest(
+    sim: SimulatorHandle,
+) -> None:
+    skip = frozenset({"progress_state"})
+    async with following(sim, skip=skip) as events, httpx.AsyncClient(base_url=sim.url) as http:
+        await events.next(Status)
+        await http.post("/prompt", json={"prompt": t2i(steps=2), "prompt_id": "skips"})
+        await events.next(Progress, value=2)
+        await events.next(Status, queue_remaining=0)
+    kinds = {type(e) for e in events.seen}
+    assert Progress in kinds and ProgressState not in kinds
+
+
 async def test_an_identical_prompt_is_served_from_cache(sim: SimulatorHandle) -> None:
     first = await run_one(sim, t2i(prefix="same"), "one")
     second = await run_one(sim, t2i(prefix="same"), "two")
