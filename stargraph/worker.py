@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway
 from stargraph.domain.capabilities import Capabilities
-from stargraph.domain.dispatch import Dispatcher, DispatchPolicy
+from stargraph.domain.dispatch import STANDBY_HOLD_MAX_S, Dispatcher, DispatchPolicy
 from stargraph.domain.events import EventBus
 from stargraph.domain.gallery import ImageFiles, ImageStore
 from stargraph.domain.jobs import JobStore
@@ -157,7 +157,11 @@ def build_engine(
         slots=slots,
         gateway=ports.gateway,
         client_ids=client_ids,
-        policy=DispatchPolicy(lease_s=config.lease_s, max_attempts=config.max_attempts),
+        policy=DispatchPolicy(
+            lease_s=config.lease_s,
+            max_attempts=config.max_attempts,
+            standby_hold_s=_standby_hold_s(config),
+        ),
         sent=lambda job, backend: by_backend[backend].expect(job),
         refill_gap=refill_gap,
     )
@@ -185,6 +189,13 @@ def build_engine(
         ports.gateway,
         progress,
     )
+
+
+def _standby_hold_s(config: EngineConfig) -> float:
+    """A job on standby goes back well before its lease ends or reconciliation, seeing it
+    DISPATCHED but in no backend, would count it lost."""
+    grace = config.post_grace_s if config.post_grace_s is not None else config.lease_s
+    return min(STANDBY_HOLD_MAX_S, config.lease_s / 4, grace / 4)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,11 @@ a slot is reserved atomically there before a job is sent, so `max_inflight` hold
 any number of dispatcher processes. The pool's `changed` signal wakes the dispatcher
 when a slot is freed (here or, through the SlotBook, in another process) or a backend
 comes back.
+
+A backend that is full gets one job more, prepared on standby: claimed, its slot reserved
+one over `max_inflight`, and marked DISPATCHED while the running job's last steps run
+(`near_end`). Its POST waits in `wait_for_room` for the moment a job leaves the backend,
+so a freed slot costs no Redis script and no UPDATE before the next POST.
 """
 
 from __future__ import annotations
@@ -176,6 +181,8 @@ class _State:
     last_checkpoint: str | None = None
     mean_run_s: float | None = None
     freed_at: float | None = None  # when a full backend last got a slot back
+    standby_wanted: bool = False  # the running job ends soon: prepare the next one
+    room: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # inflight ≤ max
     wakeup: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -213,6 +220,7 @@ class BackendPool:
         state = self._states[backend]
         state.connected = False
         state.last_error = error
+        state.room.set()  # a job on standby there goes back to the queue
 
     def back_off(self, backend: BackendId, error: str) -> float:
         """A send failed: keep new jobs away for a growing delay; returns the delay."""
@@ -220,6 +228,7 @@ class BackendPool:
         state.last_error = error
         state.backoff_s = min(_BACKOFF_MAX_S, max(_BACKOFF_FIRST_S, state.backoff_s * 2))
         state.backoff_until = self._clock() + state.backoff_s
+        state.room.set()  # a job on standby there goes back to the queue
         if state.wakeup is not None:
             state.wakeup.cancel()
         # a timer that only wakes the dispatcher when the back-off ends; nothing polls
@@ -243,6 +252,10 @@ class BackendPool:
         if freed and state.inflight >= self.max_inflight:
             state.freed_at = self._clock()
         state.inflight = max(0, count)
+        if state.inflight <= self.max_inflight:
+            state.room.set()
+        else:
+            state.room.clear()
         if freed or count < self.max_inflight:
             self.signal()
 
@@ -309,6 +322,50 @@ class BackendPool:
     def has_free_slot(self) -> bool:
         return any(self._is_free(b) for b in self._states)
 
+    def near_end(self, backend: BackendId) -> None:
+        """The job running on `backend` is about to end: if the backend is full, ask the
+        dispatcher to prepare its next job on standby."""
+        state = self._states.get(backend)
+        if state is not None and not state.standby_wanted and self._wants_standby(backend):
+            state.standby_wanted = True
+            self.signal()
+
+    def take_standby_request(self) -> BackendId | None:
+        """A backend whose next job should be prepared now (each request is taken once)."""
+        for backend, state in self._states.items():
+            if state.standby_wanted:
+                state.standby_wanted = False
+                if self._wants_standby(backend):
+                    return backend
+        return None
+
+    def _wants_standby(self, backend: BackendId) -> bool:
+        # exactly full: over it, a job is on standby there already (in this process or not)
+        return self.is_healthy(backend) and self._states[backend].inflight == self.max_inflight
+
+    async def wait_for_room(self, backend: BackendId, within_s: float, stop: asyncio.Event) -> bool:
+        """Wait, at most `within_s`, until the backend holds fewer than `max_inflight` jobs
+        besides the caller's standby (whose reserved slot the count includes). False if it
+        went unhealthy, the time ran out or `stop` was set (whoever sets it calls
+        `wake_standbys`). Resumes one loop turn after the job leaves."""
+        state = self._states[backend]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_s):
+                while self._holds_standby(backend) and not stop.is_set():
+                    state.room.clear()
+                    await state.room.wait()
+        return (
+            not stop.is_set() and state.inflight <= self.max_inflight and self.is_healthy(backend)
+        )
+
+    def _holds_standby(self, backend: BackendId) -> bool:
+        return self._states[backend].inflight > self.max_inflight and self.is_healthy(backend)
+
+    def wake_standbys(self) -> None:
+        """Wake every `wait_for_room` (to see its stop)."""
+        for state in self._states.values():
+            state.room.set()
+
     def candidates(self, checkpoint: str | None) -> list[BackendId]:
         """Healthy backends with a free slot: those that last ran `checkpoint` first, then
         the least loaded."""
@@ -335,11 +392,13 @@ class BackendPool:
         self._changed.set()
 
     async def wait_for_slot(self, stop: asyncio.Event | None = None) -> None:
-        """Return once some healthy backend has a free slot (by the current hints), or once
-        `stop` is set (whoever sets it calls `signal`)."""
+        """Return once some healthy backend has a free slot (by the current hints), a
+        standby is wanted, or `stop` is set (whoever sets it calls `signal`)."""
         while True:
             self._changed.clear()
             if self.has_free_slot() or (stop is not None and stop.is_set()):
+                return
+            if any(state.standby_wanted for state in self._states.values()):
                 return
             await self._changed.wait()
 

@@ -10,9 +10,18 @@ confirm the slot and ack. While every slot is busy the next jobs are read ahead,
 slot costs one Redis script and one UPDATE before its POST; and the ending of the job that
 freed it waits for that POST (`BackendPool.refills_first`).
 
+Standby: when the job running on a full backend reaches its last steps
+(`BackendPool.near_end`), the next job is claimed into a slot one over `max_inflight` and
+marked DISPATCHED at once; its POST waits until a job leaves that backend, then goes with no
+Redis script or UPDATE before it. So ComfyUI never holds more than `max_inflight` jobs, and
+a job leaves the queue only a few steps before a slot is free for it. A standby whose
+backend goes away, that waits longer than `standby_hold_s`, or that is held when the
+dispatcher stops, goes back to its old place in the queue, its attempt not counted.
+
 Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
-job that never reached the backend is found by reconciliation (neither in the backend's
-queue nor in its history) and goes back to the queue. Several dispatcher processes need no
+job that never reached the backend (a standby among them) is found by reconciliation
+(neither in the backend's queue nor in its history, once `post_grace_s`, longer than any
+standby's hold, has passed) and goes back to the queue. Several dispatcher processes need no
 lock: the queue's atomic claim hands each job to one of them, and takes its slot only while
 the backend has fewer than `max_inflight`.
 """
@@ -43,6 +52,7 @@ log = logging.getLogger(__name__)
 
 REJECTED = "COMFY_VALIDATION"
 _RETRY_S = 0.5
+STANDBY_HOLD_MAX_S = 15.0  # the default of `DispatchPolicy.standby_hold_s`
 _READ_AHEAD_MAX = 4  # jobs read ahead at most, for slots freeing on several backends at once
 UNREACHABLE = "DISPATCH_FAILED"
 
@@ -54,6 +64,9 @@ class DispatchPolicy:
     # A safety net only: the queue's signal wakes the dispatcher at once when work arrives;
     # this bounds the wait should a signal ever be lost (e.g. while Redis restarts).
     idle_wait_s: float = 5.0
+    # The longest a job on standby waits for its backend's room before it goes back to the
+    # queue; well within the lease and reconciliation's grace for a job not yet posted.
+    standby_hold_s: float = STANDBY_HOLD_MAX_S
 
 
 def _now() -> datetime:
@@ -67,6 +80,7 @@ class _Ticket:
     claim: Claim
     job: Job
     backend: BackendId
+    standby: bool = False  # claimed one over max_inflight: sent once the backend has room
 
 
 class _ReadAhead:
@@ -143,12 +157,14 @@ class Dispatcher:
         self._clock = clock
         self._last_send: dict[BackendId, asyncio.Task[None]] = {}
         self._ahead = _ReadAhead(queue, jobs, min(len(pool.backends), _READ_AHEAD_MAX))
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set. Jobs are claimed and given a backend one at a time,
         in queue order; their reservations and sends then run side by side, but each backend
         receives its jobs in that order. Sends under way when `stop` is set complete before
         this returns."""
+        self._stop = stop
         stopping = asyncio.ensure_future(self._wake_on(stop))
         try:
             async with asyncio.TaskGroup() as sends:
@@ -166,20 +182,26 @@ class Dispatcher:
             await self._ahead.aclose()
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
-        """Wake the slot wait when `stop` is set (cheaper than racing every wait against it)."""
+        """Wake the slot wait and the standbys when `stop` is set (cheaper than racing every
+        wait against it)."""
         await stop.wait()
         self._pool.signal()
+        self._pool.wake_standbys()
 
     async def _next(self, sends: asyncio.TaskGroup, stop: asyncio.Event) -> None:
+        limit = self._pool.max_inflight
         if not self._pool.has_free_slot():
-            self._ahead.start()
-            await self._pool.wait_for_slot(stop)  # resumes in one step when a slot frees
-            if stop.is_set():
+            backend = self._pool.take_standby_request()
+            if backend is None:
+                self._ahead.start()
+                await self._pool.wait_for_slot(stop)  # resumes in one step when a slot frees
                 return
-        backend = self._pool.pick(self._ahead.next_checkpoint())
-        if backend is None:  # the free slot went meanwhile (its backend left, say)
-            return
-        taken = await self._queue.claim_into(backend, self._pool.max_inflight, self._policy.lease_s)
+            limit += 1  # the standby's slot, one over the limit until a job leaves
+        else:
+            backend = self._pool.pick(self._ahead.next_checkpoint())
+            if backend is None:  # the free slot went meanwhile (its backend left, say)
+                return
+        taken = await self._queue.claim_into(backend, limit, self._policy.lease_s)
         self._pool.set_inflight(backend, taken.count)
         if taken.claim is None:
             if not taken.full:  # (when full, the count just applied tells the pool)
@@ -192,11 +214,14 @@ class Dispatcher:
             await self._free(backend, claim.job_id)
             await self._queue.ack(claim)  # a stale entry: the job moved on without the queue
             return
-        backend = await self._to_its_checkpoint(job, backend)
+        standby = taken.count.inflight > self._pool.max_inflight
+        if not standby:
+            backend = await self._to_its_checkpoint(job, backend)
         # The send goes on in its own task, so that the next claim for another free slot
         # need not wait for it; each backend still gets its jobs in turn.
         before = self._last_send.get(backend)
-        task = sends.create_task(self._deliver_in_turn(_Ticket(claim, job, backend), before))
+        ticket = _Ticket(claim, job, backend, standby)
+        task = sends.create_task(self._deliver_in_turn(ticket, before))
         self._last_send[backend] = task
 
     async def _to_its_checkpoint(self, job: Job, backend: BackendId) -> BackendId:
@@ -236,14 +261,32 @@ class Dispatcher:
             return
         if before is not None and not before.done():
             await asyncio.wait({before})  # the job claimed earlier reaches it first
-        sending = asyncio.ensure_future(self._send(ticket.claim, dispatched, backend))
-        # announced while the POST travels (the listener's "started" comes later), but only
-        # once the POST is on its way: the freed slot waits for nothing else
+        if ticket.standby and not await self._room_for(backend):
+            await self._stand_down(ticket, dispatched)
+            return
+        # announced while the POST travels (the listener's "started" comes later): the
+        # announcement's task starts once the POST is written, so the slot waits for nothing
         announced = asyncio.ensure_future(self._publish_dispatched(dispatched))
         try:
-            await sending
+            await self._send(ticket.claim, dispatched, backend)
         finally:
             await announced
+
+    async def _room_for(self, backend: BackendId) -> bool:
+        """Wait until a job leaves `backend` (True), or it went away, the hold ran out or the
+        dispatcher is stopping (False)."""
+        return await self._pool.wait_for_room(backend, self._policy.standby_hold_s, self._stop)
+
+    async def _stand_down(self, ticket: _Ticket, dispatched: Job) -> None:
+        """A job on standby that will not be sent: back to its old place, the attempt it was
+        counted undone (unless it was cancelled meanwhile)."""
+        backend = ticket.backend
+        log.info("job %s on standby for %s goes back to the queue", dispatched.id, backend)
+        undone = await self._jobs.undo_dispatch(dispatched)
+        await self._free(backend, dispatched.id)  # before the requeue wakes the dispatchers
+        if undone is not None:
+            await self._requeue(ticket.job)
+        await self._queue.ack(ticket.claim)
 
     async def _mark_dispatched(self, job: Job, backend: BackendId) -> Job | None:
         dispatched = await self._jobs.mark_dispatched(job, backend, self._clock())

@@ -205,6 +205,12 @@ class JobStore(Protocol):
         `job` read earlier cannot count an attempt twice)."""
         ...
 
+    async def undo_dispatch(self, job: Job) -> Job | None:
+        """DISPATCHED → QUEUED for a job that was never sent (a standby stood down), its
+        attempt uncounted. None unless the row is still DISPATCHED with `job.attempts`
+        attempts."""
+        ...
+
     async def mark_running(self, job_id: JobId, at: datetime) -> Job | None:
         """DISPATCHED → RUNNING; None if the job was not DISPATCHED."""
         ...

@@ -50,6 +50,9 @@ from stargraph.engine.results import Finisher
 log = logging.getLogger(__name__)
 
 _FORGET_UNKNOWN = 256  # prompt ids not ours, remembered so they cost one lookup only
+# How long before the sampler's last step the next job is prepared on standby: more than a
+# claim and an UPDATE take under load, little enough that the queue stays reorderable.
+_STANDBY_LEAD_S = 0.25
 
 
 def _now() -> datetime:
@@ -59,7 +62,16 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = ("follow", "heard_at", "job", "last_step", "since", "started", "steps_done")
+    __slots__ = (
+        "follow",
+        "heard_at",
+        "job",
+        "last_step",
+        "since",
+        "started",
+        "step_at",
+        "steps_done",
+    )
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -67,7 +79,20 @@ class _Live:
         self.since = self.heard_at = time.monotonic()  # followed since; last heard of
         self.started: float | None = None
         self.last_step = 0  # the newest step handed to the effects queue
+        self.step_at: float | None = None  # when it was heard (monotonic)
         self.steps_done = 0  # its step count once the last step is reached (0 before)
+
+
+def _ends_soon(live: _Live, step: int, max_steps: int) -> bool:
+    """Whether the sampler reporting `step` of `max_steps` is at its last step or, at the pace
+    of its steps so far, within `_STANDBY_LEAD_S` of its end."""
+    left = max_steps - step
+    if left <= 1:
+        return True
+    if live.step_at is None or step <= live.last_step:
+        return False  # no pace yet (a first step, or another sampler began)
+    per_step = (live.heard_at - live.step_at) / (step - live.last_step)
+    return left * per_step <= _STANDBY_LEAD_S
 
 
 class Listener:
@@ -199,7 +224,9 @@ class Listener:
                 live.started = time.monotonic()
                 self._pool.note_checkpoint(self.backend, live.job.params.model)
             elif isinstance(change, Stepped):
-                live.last_step = change.step
+                if _ends_soon(live, change.step, change.max_steps):
+                    self._pool.near_end(self.backend)
+                live.last_step, live.step_at = change.step, live.heard_at
             elif isinstance(change, Succeeded | Failed | Interrupted):
                 await self._free_slot(live)
             self._effects.put_nowait((live, change))

@@ -47,6 +47,10 @@ _MARK_DISPATCHED = sql.Statement(
     "UPDATE jobs SET status = ?, backend = ?, dispatched_at = ?, attempts = attempts + 1"
     " WHERE id = ? AND status = ? AND attempts = ?"
 )
+_UNDO_DISPATCH = sql.Statement(
+    "UPDATE jobs SET status = ?, backend = NULL, dispatched_at = NULL, attempts = attempts - 1"
+    " WHERE id = ? AND status = ? AND attempts = ?"
+)
 _UNFINISHED = sorted(set(JobStatus) - TERMINAL)
 
 
@@ -209,6 +213,24 @@ class TortoiseJobStore:
             return None
         dispatched = transition(job, JobStatus.DISPATCHED, at)
         return replace(dispatched, backend=backend, attempts=job.attempts + 1)
+
+    async def undo_dispatch(self, job: Job) -> Job | None:
+        changed = await _compare_and_set(
+            lambda: sql.execute(
+                _UNDO_DISPATCH,
+                JobStatus.QUEUED.value,
+                *(job.id, JobStatus.DISPATCHED.value, job.attempts),
+            )
+        )
+        if changed != 1:
+            return None
+        return replace(
+            job,
+            status=JobStatus.QUEUED,
+            backend=None,
+            dispatched_at=None,
+            attempts=job.attempts - 1,
+        )
 
     async def mark_running(self, job_id: JobId, at: datetime) -> Job | None:
         return await self._move(job_id, JobStatus.RUNNING, started_at=at)

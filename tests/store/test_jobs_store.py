@@ -352,6 +352,30 @@ async def test_dispatch_run_and_back_to_queue_are_compare_and_set(
     assert await store.get(job.id) == again
 
 
+async def test_a_dispatch_never_sent_is_undone_with_its_attempt(
+    any_db: str, store: TortoiseJobStore
+) -> None:
+    user = await make_user(100)
+    job = await queued_job(store, user)
+    assert await store.undo_dispatch(job) is None  # not dispatched
+    dispatched = await store.mark_dispatched(job, BACKEND, T0)
+    assert dispatched is not None
+
+    undone = await store.undo_dispatch(dispatched)
+    assert undone is not None
+    assert (undone.status, undone.backend, undone.dispatched_at, undone.attempts) == (
+        JobStatus.QUEUED, None, None, 0,
+    )  # fmt: skip
+    assert undone == await store.get(job.id)
+    assert await store.undo_dispatch(dispatched) is None  # once only
+    again = await store.mark_dispatched(undone, BACKEND, T0)
+    assert again is not None and again.attempts == 1
+    assert await store.mark_running(job.id, T0) is not None
+    assert await store.undo_dispatch(again) is None  # it was sent: it runs
+    running = await store.get(job.id)
+    assert running is not None and running.status is JobStatus.RUNNING and running.attempts == 1
+
+
 async def test_only_one_of_concurrent_dispatchers_wins(
     any_db: str, store: TortoiseJobStore
 ) -> None:
