@@ -9,7 +9,8 @@ real ComfyUI would be), a SQLite file (or `--database-url`) and Redis (a real se
 `--step-time` seconds (1 s by default).
 
 - StarGraph: the real worker (event-driven dispatcher, 2 jobs in flight per backend, the
-  listener freeing a slot the moment ComfyUI reports the end).
+  next one claimed and held on standby while the running one takes its last steps, the
+  listener freeing a slot, and so sending the standby, the moment ComfyUI reports the end).
 - Baseline, the way the original system dispatched: once a second, for each backend whose
   queue is empty (`GET /prompt`), pop the best job (ZPOPMIN) and POST it.
 
