@@ -69,7 +69,6 @@ class _Live:
         "last_step",
         "since",
         "started",
-        "step_at",
         "steps_done",
     )
 
@@ -79,19 +78,20 @@ class _Live:
         self.since = self.heard_at = time.monotonic()  # followed since; last heard of
         self.started: float | None = None
         self.last_step = 0  # the newest step handed to the effects queue
-        self.step_at: float | None = None  # when it was heard (monotonic)
         self.steps_done = 0  # its step count once the last step is reached (0 before)
 
 
 def _ends_soon(live: _Live, step: int, max_steps: int) -> bool:
-    """Whether the sampler reporting `step` of `max_steps` is at its last step or, at the pace
-    of its steps so far, within `_STANDBY_LEAD_S` of its end."""
+    """Whether the sampler reporting `step` of `max_steps` is at its last step but one or,
+    at the job's pace since it started, within `_STANDBY_LEAD_S` of its end. The pace is
+    taken over the whole run, not between two frames: frames read in one burst (a busy
+    worker) would make any pace look instant."""
     left = max_steps - step
     if left <= 1:
         return True
-    if live.step_at is None or step <= live.last_step:
-        return False  # no pace yet (a first step, or another sampler began)
-    per_step = (live.heard_at - live.step_at) / (step - live.last_step)
+    if live.started is None or step < 2:
+        return False  # no pace yet
+    per_step = (live.heard_at - live.started) / step
     return left * per_step <= _STANDBY_LEAD_S
 
 
@@ -226,7 +226,7 @@ class Listener:
             elif isinstance(change, Stepped):
                 if _ends_soon(live, change.step, change.max_steps):
                     self._pool.near_end(self.backend)
-                live.last_step, live.step_at = change.step, live.heard_at
+                live.last_step = change.step
             elif isinstance(change, Succeeded | Failed | Interrupted):
                 await self._free_slot(live)
             self._effects.put_nowait((live, change))

@@ -40,7 +40,7 @@ def rendered(source: str, values: dict[str, object]) -> Any:
     return _parse_graph(_environment().from_string(source).render(**values))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # timings vary on a loaded CI machine
 @given(st.fixed_dictionaries({name: json_scalars for name in VARIABLES}))
 def test_filling_t2i_equals_rendering_it(values: dict[str, object]) -> None:
     holes = compiled(T2I)

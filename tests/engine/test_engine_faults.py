@@ -197,14 +197,15 @@ class _FlakyGateway:
 async def test_a_refused_post_puts_the_job_back_in_its_place_for_another_backend(
     db: str, redis: Redis, redis_prefix: str, tmp_path: Path
 ) -> None:
+    # 30 steps of 20 ms: the refused job is back in the queue long before the job on
+    # backend 1 nears its end and the next one is claimed on standby, even on a loaded machine
     async with engine_rig(
-        redis, redis_prefix, tmp_path, backends=2, start=False, max_inflight=1
-    ) as rig:
+        redis, redis_prefix, tmp_path, backends=2, start=False, max_inflight=1,
+        sim=replace(FAST, step_time=0.02),
+    ) as rig:  # fmt: skip
         flaky = _FlakyGateway(rig.gateway, rig.backends[0], BackendUnreachable)
         rig.gateway = flaky  # type: ignore[assignment]
         user = await rig.user("paul", 100)
-        # long enough (60 ms) that the refused job is back in the queue before the job on
-        # backend 1 ends, even on a loaded machine
         jobs = [await rig.submit(make_job(user, seed=i + 1, steps=30)) for i in range(4)]
         await rig.start_worker()
         done = await rig.wait_terminal([j.id for j in jobs])
