@@ -71,6 +71,12 @@ class EngineConfig:
     post_grace_s: float | None = None  # None: lease_s
     capabilities_refresh_s: float = 60.0
 
+    @property
+    def post_grace(self) -> float:
+        """How long a just-dispatched job may be missing from its backend (`post_grace_s`,
+        or the lease)."""
+        return self.post_grace_s if self.post_grace_s is not None else self.lease_s
+
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
         return cls(
@@ -194,8 +200,7 @@ def build_engine(
 def _standby_hold_s(config: EngineConfig) -> float:
     """A job on standby goes back well before its lease ends or reconciliation, seeing it
     DISPATCHED but in no backend, would count it lost."""
-    grace = config.post_grace_s if config.post_grace_s is not None else config.lease_s
-    return min(STANDBY_HOLD_MAX_S, config.lease_s / 4, grace / 4)
+    return min(STANDBY_HOLD_MAX_S, config.lease_s / 4, config.post_grace / 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +231,7 @@ def _listener(
         slots=slots,
         policy=ReconcilePolicy(
             job_timeout_s=config.job_timeout_s,
-            post_grace_s=config.post_grace_s if config.post_grace_s is not None else config.lease_s,
+            post_grace_s=config.post_grace,
             max_attempts=config.max_attempts,
         ),
     )
