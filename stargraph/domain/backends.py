@@ -354,9 +354,7 @@ class BackendPool:
                 while self._holds_standby(backend) and not stop.is_set():
                     state.room.clear()
                     await state.room.wait()
-        return (
-            not stop.is_set() and state.inflight <= self.max_inflight and self.is_healthy(backend)
-        )
+        return not stop.is_set() and not self._holds_standby(backend) and self.is_healthy(backend)
 
     def _holds_standby(self, backend: BackendId) -> bool:
         return self._states[backend].inflight > self.max_inflight and self.is_healthy(backend)

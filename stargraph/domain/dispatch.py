@@ -261,9 +261,11 @@ class Dispatcher:
             return
         if before is not None and not before.done():
             await asyncio.wait({before})  # the job claimed earlier reaches it first
-        if ticket.standby and not await self._room_for(backend):
-            await self._stand_down(ticket, dispatched)
-            return
+        if ticket.standby:  # sent once a job leaves the backend, unless the hold ends first
+            hold_s = self._policy.standby_hold_s
+            if not await self._pool.wait_for_room(backend, hold_s, self._stop):
+                await self._stand_down(ticket, dispatched)
+                return
         # announced while the POST travels (the listener's "started" comes later): the
         # announcement's task starts once the POST is written, so the slot waits for nothing
         announced = asyncio.ensure_future(self._publish_dispatched(dispatched))
@@ -271,11 +273,6 @@ class Dispatcher:
             await self._send(ticket.claim, dispatched, backend)
         finally:
             await announced
-
-    async def _room_for(self, backend: BackendId) -> bool:
-        """Wait until a job leaves `backend` (True), or it went away, the hold ran out or the
-        dispatcher is stopping (False)."""
-        return await self._pool.wait_for_room(backend, self._policy.standby_hold_s, self._stop)
 
     async def _stand_down(self, ticket: _Ticket, dispatched: Job) -> None:
         """A job on standby that will not be sent: back to its old place, the attempt it was

@@ -62,15 +62,7 @@ def _now() -> datetime:
 class _Live:
     """One job this listener follows."""
 
-    __slots__ = (
-        "follow",
-        "heard_at",
-        "job",
-        "last_step",
-        "since",
-        "started",
-        "steps_done",
-    )
+    __slots__ = ("follow", "heard_at", "job", "last_step", "since", "started", "steps_done")
 
     def __init__(self, job: Job) -> None:
         self.job = job
