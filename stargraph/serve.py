@@ -13,6 +13,7 @@ import argparse
 import gc
 import logging
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -81,6 +82,15 @@ def freeze_startup_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options that come from the settings: the ones every served API uses."""
+    return {
+        "ws_max_size": settings.max_ws_message_bytes,
+        "ws_per_message_deflate": settings.ws_compression,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
+
+
 def _run(settings: Settings, args: argparse.Namespace, *, worker: bool) -> int:
     from stargraph.app import create_app
 
@@ -94,8 +104,7 @@ def _run(settings: Settings, args: argparse.Namespace, *, worker: bool) -> int:
         port=args.port,
         lifespan="on",
         log_config=None,
-        ws_max_size=settings.max_ws_message_bytes,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        **server_options(settings),
     )
     log.info("StarGraph on http://%s:%d (GraphiQL at /graphql)", args.host, args.port)
     freeze_startup_heap()

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_ws_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    # permessage-deflate costs a zlib context per socket and a deflate per frame, for frames
+    # of a few hundred bytes
+    ws_compression: bool = False
     max_subscriptions_per_user: int = Field(default=20, ge=1)
     log_level: str = "INFO"
 

@@ -23,6 +23,7 @@ from websockets.typing import Subprotocol
 from stargraph.app import create_app
 from stargraph.bootstrap import Services, SimulateOptions, build_services
 from stargraph.domain.types import Role
+from stargraph.serve import server_options
 from stargraph.settings import Settings, load_settings
 from stargraph.store.db import create_database, drop_database, migrate
 
@@ -30,15 +31,15 @@ PROTOCOL = Subprotocol("graphql-transport-ws")
 
 
 @asynccontextmanager
-async def running_server(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` (lifespan included) on a free loopback port; yields the base URL."""
+async def running_server(app: ASGIApp, **options: Any) -> AsyncIterator[str]:
+    """Serve `app` (lifespan included) on a free loopback port with uvicorn's `options`
+    (but a short graceful shutdown); yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(256)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=5
-    )
+    options = {**options, "timeout_graceful_shutdown": 5}
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -239,7 +240,7 @@ async def running_stargraph(
     try:
         app = create_app(services.settings, services, run_worker=worker)
         async with (
-            running_server(app) as url,
+            running_server(app, **server_options(settings)) as url,
             httpx.AsyncClient(base_url=url, timeout=60) as http,
         ):
             yield Stack(url, services, Client(http))

@@ -35,6 +35,20 @@ async def test_body_and_message_sizes_are_capped(tmp_path: Path) -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+async def test_websockets_are_compressed_only_when_configured(tmp_path: Path) -> None:
+    """Subscription frames are a few hundred bytes: by default the server declines the
+    permessage-deflate that clients offer (the websockets client offers it, as browsers do)."""
+    for enabled in (False, True):
+        stargraph = running_stargraph(tmp_path / str(enabled), worker=False, ws_compression=enabled)
+        async with stargraph as stack, connect(_ws(stack.url), subprotocols=[PROTOCOL]) as ws:
+            offered = ws.request is not None and ws.request.headers.get("Sec-WebSocket-Extensions")
+            assert offered and "permessage-deflate" in offered
+            names = [extension.name for extension in ws.protocol.extensions]
+            assert names == (["permessage-deflate"] if enabled else [])
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
 async def test_subscriptions_per_user_are_limited(tmp_path: Path) -> None:
     async with running_stargraph(tmp_path, worker=False, max_subscriptions_per_user=2) as stack:
         user = await stack.client.register("sam")
