@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway
+from stargraph.domain.backends import BackendPool, BackendStatus, EngineGateway, Withdrawn
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.dispatch import STANDBY_HOLD_MAX_S, Dispatcher, DispatchPolicy
 from stargraph.domain.events import EventBus
@@ -282,11 +282,15 @@ async def run_worker(engine: Engine, stop: asyncio.Event) -> None:
 
 
 async def _follow_releases(engine: Engine, stop: asyncio.Event) -> None:
-    """Slots freed by other processes wake this process's dispatcher too."""
+    """Slots freed by other processes wake this process's dispatcher too, and a job cancelled
+    while on standby here is let go."""
 
     async def feed() -> None:
-        async for backend, count in engine.slots.releases():
-            engine.pool.set_inflight(backend, count)
+        async for notice in engine.slots.releases():
+            if isinstance(notice, Withdrawn):
+                engine.pool.withdraw(notice.job_id)
+            else:
+                engine.pool.set_inflight(*notice)
 
     task = asyncio.create_task(feed())
     await stop.wait()

@@ -62,6 +62,7 @@ class SlotKeys:
 
     version: str  # STRING: counter; every slot operation takes the next number
     channel: str  # pub/sub channel (not a key): "<count> <version> <backend>" after a release
+    withdrawn: str  # pub/sub channel: "<job id>" of a job cancelled before it reached its backend
     _per_backend: str
 
     @classmethod
@@ -69,6 +70,7 @@ class SlotKeys:
         return cls(
             version=tagged(prefix, "slots:version"),
             channel=tagged(prefix, "slots:freed"),
+            withdrawn=tagged(prefix, "slots:withdrawn"),
             _per_backend=tagged(prefix, "slots:of:"),
         )
 

@@ -152,9 +152,22 @@ class SlotBook(Protocol):
         """Per backend, the jobs holding a confirmed slot (not those merely reserved)."""
         ...
 
-    def releases(self) -> AsyncIterator[tuple[BackendId, SlotCount]]:
-        """(backend, in-flight count) after each release by any process."""
+    async def withdraw(self, job_id: JobId) -> None:
+        """Tell every process that the job was cancelled before it reached its backend, so
+        that whichever holds it on standby does not send it."""
         ...
+
+    def releases(self) -> AsyncIterator[tuple[BackendId, SlotCount] | Withdrawn]:
+        """(backend, in-flight count) after each release by any process, and each
+        `withdraw`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """A job cancelled before it reached its backend: a standby holding it is not sent."""
+
+    job_id: JobId
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +211,8 @@ class BackendPool:
         self._clock = clock
         self._changed = asyncio.Event()
         self._refills = asyncio.Event()  # set (then replaced) whenever a refill settles
+        self._standbys: dict[JobId, BackendId] = {}  # waiting in `wait_for_room`
+        self._withdrawn: set[JobId] = set()  # of those, the ones cancelled meanwhile
 
     @property
     def backends(self) -> tuple[BackendId, ...]:
@@ -343,18 +358,38 @@ class BackendPool:
         # exactly full: over it, a job is on standby there already (in this process or not)
         return self.is_healthy(backend) and self._states[backend].inflight == self.max_inflight
 
-    async def wait_for_room(self, backend: BackendId, within_s: float, stop: asyncio.Event) -> bool:
+    async def wait_for_room(
+        self, backend: BackendId, job_id: JobId, within_s: float, stop: asyncio.Event
+    ) -> bool:
         """Wait, at most `within_s`, until the backend holds fewer than `max_inflight` jobs
-        besides the caller's standby (whose reserved slot the count includes). False if it
-        went unhealthy, the time ran out or `stop` was set (whoever sets it calls
-        `wake_standbys`). Resumes one loop turn after the job leaves."""
+        besides the caller's standby `job_id` (whose reserved slot the count includes). False
+        if it went unhealthy, the time ran out, the job was withdrawn (`withdraw`) or `stop`
+        was set (whoever sets it calls `wake_standbys`). Resumes one loop turn after the job
+        leaves."""
         state = self._states[backend]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within_s):
-                while self._holds_standby(backend) and not stop.is_set():
-                    state.room.clear()
-                    await state.room.wait()
-        return not stop.is_set() and not self._holds_standby(backend) and self.is_healthy(backend)
+        self._standbys[job_id] = backend
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within_s):
+                    while self._holds_standby(backend) and not self._ends_wait(job_id, stop):
+                        state.room.clear()
+                        await state.room.wait()
+            return not self._ends_wait(job_id, stop) and not self._holds_standby(backend)
+        finally:
+            del self._standbys[job_id]
+            self._withdrawn.discard(job_id)
+
+    def _ends_wait(self, job_id: JobId, stop: asyncio.Event) -> bool:
+        backend = self._standbys[job_id]
+        return stop.is_set() or job_id in self._withdrawn or not self.is_healthy(backend)
+
+    def withdraw(self, job_id: JobId) -> None:
+        """The job was cancelled: if it waits here on standby, its wait ends and it is not
+        sent. (Ids of jobs not waiting here are not kept.)"""
+        backend = self._standbys.get(job_id)
+        if backend is not None:
+            self._withdrawn.add(job_id)
+            self._states[backend].room.set()
 
     def _holds_standby(self, backend: BackendId) -> bool:
         return self._states[backend].inflight > self.max_inflight and self.is_healthy(backend)

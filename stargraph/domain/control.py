@@ -18,6 +18,11 @@ class EngineControl(Protocol):
         """Remove the job from its engine: delete it if waiting there, interrupt if running."""
         ...
 
+    async def withdraw(self, job: Job) -> None:
+        """The job, DISPATCHED, is CANCELLED now: a worker holding it on standby (claimed,
+        not yet sent) lets it go instead of sending it."""
+        ...
+
 
 # A job can move between the read and the compare-and-set (claimed, started, requeued); a
 # few tries follow it. Each try either cancels it or sees it in a newer status.
@@ -99,7 +104,10 @@ class JobControl:
             return cancelled
         if job.status in IN_ENGINE:
             await self._engine.cancel(job)
-            return await self._finish_cancelled(job, only_from=IN_ENGINE)
+            cancelled = await self._finish_cancelled(job, only_from=IN_ENGINE)
+            if cancelled is not None and job.status is JobStatus.DISPATCHED:
+                await self._engine.withdraw(cancelled)  # once CANCELLED: it cannot be requeued
+            return cancelled
         return None
 
     async def reprioritize(

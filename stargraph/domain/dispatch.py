@@ -16,7 +16,10 @@ marked DISPATCHED at once; its POST waits until a job leaves that backend, then 
 Redis script or UPDATE before it. So ComfyUI never holds more than `max_inflight` jobs, and
 a job leaves the queue only a few steps before a slot is free for it. A standby whose
 backend goes away, that waits longer than `standby_hold_s`, or that is held when the
-dispatcher stops, goes back to its old place in the queue, its attempt not counted.
+dispatcher stops, goes back to its old place in the queue, its attempt not counted. One whose
+job is cancelled meanwhile is let go unsent: the cancel withdraws it (`SlotBook.withdraw`,
+heard by every worker); should that notice be lost, it is sent, and the listener interrupts
+it as it starts.
 
 Crash safety: a job claimed but not yet DISPATCHED returns through its lease; a DISPATCHED
 job that never reached the backend (a standby among them) is found by reconciliation
@@ -263,7 +266,7 @@ class Dispatcher:
             await asyncio.wait({before})  # the job claimed earlier reaches it first
         if ticket.standby:  # sent once a job leaves the backend, unless the hold ends first
             hold_s = self._policy.standby_hold_s
-            if not await self._pool.wait_for_room(backend, hold_s, self._stop):
+            if not await self._pool.wait_for_room(backend, job.id, hold_s, self._stop):
                 await self._stand_down(ticket, dispatched)
                 return
         # announced while the POST travels (the listener's "started" comes later): the
@@ -276,12 +279,12 @@ class Dispatcher:
 
     async def _stand_down(self, ticket: _Ticket, dispatched: Job) -> None:
         """A job on standby that will not be sent: back to its old place, the attempt it was
-        counted undone (unless it was cancelled meanwhile)."""
+        counted undone; a cancelled one (withdrawn, or cancelled meanwhile) is only let go."""
         backend = ticket.backend
-        log.info("job %s on standby for %s goes back to the queue", dispatched.id, backend)
         undone = await self._jobs.undo_dispatch(dispatched)
         await self._free(backend, dispatched.id)  # before the requeue wakes the dispatchers
         if undone is not None:
+            log.info("job %s on standby for %s goes back to the queue", dispatched.id, backend)
             await self._requeue(ticket.job)
         await self._queue.ack(ticket.claim)
 

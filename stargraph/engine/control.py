@@ -4,12 +4,15 @@ A job waiting in ComfyUI's queue is deleted there (and its slot freed at once); 
 one is interrupted (its listener frees the slot when ComfyUI reports the end). A job not
 found there is either still on its way (the listener interrupts it if it ever starts, since
 the job is terminal by then) or already over. The caller (`JobControl.cancel`) then ends the
-job as CANCELLED with its hold released, by compare-and-set.
+job as CANCELLED with its hold released, by compare-and-set, and withdraws it: a worker that
+holds it on standby, claimed and not yet sent, lets it go.
 """
 
 from __future__ import annotations
 
 import logging
+
+from redis.exceptions import RedisError
 
 from stargraph.domain.backends import BackendUncertain, BackendUnreachable, EngineGateway, SlotBook
 from stargraph.domain.jobs import Job
@@ -41,3 +44,9 @@ class ComfyEngineControl:
         except (BackendUnreachable, BackendUncertain) as exc:
             # The backend is away: reconciliation settles the job when it is back.
             log.warning("could not reach %s to cancel %s: %s", backend, job.id, exc)
+
+    async def withdraw(self, job: Job) -> None:
+        try:
+            await self._slots.withdraw(job.id)
+        except RedisError as exc:  # then it is sent, and interrupted when it starts
+            log.warning("could not withdraw %s from standby: %s", job.id, exc)

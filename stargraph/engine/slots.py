@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from stargraph.broker.keys import SlotKeys
-from stargraph.domain.backends import SlotCount
+from stargraph.domain.backends import SlotCount, Withdrawn
 from stargraph.domain.types import BackendId, JobId
 
 log = logging.getLogger(__name__)
@@ -86,21 +86,34 @@ class RedisSlotBook:
             for backend, members in zip(backends, found, strict=True)
         }
 
-    async def releases(self) -> AsyncIterator[tuple[BackendId, SlotCount]]:
-        """(backend, in-flight count) after each release anywhere; survives Redis restarts
-        (releases published during an outage are lost; the sweeper's repair covers them)."""
+    async def withdraw(self, job_id: JobId) -> None:
+        await self._redis.publish(self._names.withdrawn, job_id)
+
+    async def releases(self) -> AsyncIterator[tuple[BackendId, SlotCount] | Withdrawn]:
+        """(backend, in-flight count) after each release anywhere, and each withdrawal;
+        survives Redis restarts (what is published during an outage is lost: the sweeper's
+        repair covers releases, and the listener interrupts a withdrawn job that starts)."""
+        withdrawn = self._names.withdrawn.encode()
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(self.channel, self._names.withdrawn)
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    if message.get("type") != "message":
+                        continue
+                    if _as_bytes(message["channel"]) == withdrawn:
+                        yield Withdrawn(JobId(_as_bytes(message["data"]).decode()))
+                    else:
                         yield _parse_release(message["data"])
             except RedisError as exc:
                 log.warning("slot release feed interrupted: %s", exc)
                 await asyncio.sleep(0.5)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _parse_release(data: bytes | str) -> tuple[BackendId, SlotCount]:

@@ -106,6 +106,9 @@ async def test_cancel_in_the_engine_goes_through_engine_control(w: World, runnin
     assert cancelled.status is JobStatus.CANCELLED
     assert [j.id for j in w.engine.cancelled] == [job.id]
     assert w.engine.cancelled[0].backend == BACKEND
+    # a DISPATCHED job may be on standby in a worker: withdrawn once it is CANCELLED
+    withdrawn = [(j.id, j.status) for j in w.engine.withdrawn]
+    assert withdrawn == ([] if running else [(job.id, JobStatus.CANCELLED)])
     assert await w.ledger.balance(alice.user_id) == Balance(100, 0)
     _, ended = await w.events(alice, 2)
     assert isinstance(ended, JobCancelled)
@@ -137,6 +140,7 @@ async def test_a_job_that_ends_during_the_cancel_keeps_its_ending(w: World) -> N
     w.engine.also = finishes_first
     result = await w.control.cancel(alice, job.id)
     assert result.status is JobStatus.SUCCEEDED and result.charged == PRICE
+    assert w.engine.withdrawn == []
     assert await w.ledger.balance(alice.user_id) == Balance(90, 0)
     assert await w.ledger.audit() == []
 

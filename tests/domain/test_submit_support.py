@@ -84,12 +84,16 @@ class RecordingEngine:
     """EngineControl that records what it was asked to stop (the real one is the engine's)."""
 
     cancelled: list[Job] = field(default_factory=list)
+    withdrawn: list[Job] = field(default_factory=list)
     also: object = None  # an async callable run inside cancel, to play a race
 
     async def cancel(self, job: Job) -> None:
         self.cancelled.append(job)
         if self.also is not None:
             await self.also(job)  # type: ignore[operator]
+
+    async def withdraw(self, job: Job) -> None:
+        self.withdrawn.append(job)
 
 
 @dataclass

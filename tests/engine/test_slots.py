@@ -6,6 +6,7 @@ import asyncio
 
 from redis.asyncio import Redis
 
+from stargraph.domain.backends import Withdrawn
 from stargraph.domain.types import BackendId, JobId
 from stargraph.engine.slots import RedisSlotBook
 from tests.iterators import close
@@ -80,6 +81,10 @@ async def test_releases_reach_every_process(redis: Redis, redis_prefix: str) -> 
         done, _ = await asyncio.wait({first}, timeout=0.05)
         if done:
             break
-    backend, seen = first.result()
+    notice = first.result()
+    assert not isinstance(notice, Withdrawn)
+    backend, seen = notice
     assert (backend, seen.inflight) == (B, 0)
+    await book.withdraw(JobId("cancelled"))
+    assert await asyncio.wait_for(anext(feed), 5) == Withdrawn(JobId("cancelled"))
     await close(feed)

@@ -14,14 +14,18 @@ from redis.asyncio import Redis
 
 from stargraph.comfy.sim_engine import PromptRecord
 from stargraph.domain.backends import BackendPool
+from stargraph.domain.control import JobControl
 from stargraph.domain.jobs import Job, JobStatus
-from stargraph.domain.types import BackendId
+from stargraph.domain.types import BackendId, JobId, Principal, Role
+from stargraph.engine.control import ComfyEngineControl
+from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker
 from tests.engine.counts import fresh
 from tests.engine.factory import make_job
 from tests.engine.harness import FAST, Rig, engine_rig
 
 B = BackendId("http://b")
+J = JobId("standby")
 MANUAL = replace(FAST, manual_steps=True)
 STEPS = 20  # make_job's default sampler steps
 
@@ -49,12 +53,32 @@ async def test_a_standby_is_let_go_the_moment_a_job_leaves_its_backend() -> None
     pool = BackendPool([B], max_inflight=2)
     pool.mark_up(B)
     pool.set_inflight(B, fresh(3))
-    waiting = asyncio.create_task(pool.wait_for_room(B, 30, asyncio.Event()))
+    waiting = asyncio.create_task(pool.wait_for_room(B, J, 30, asyncio.Event()))
     await asyncio.sleep(0.01)
     assert not waiting.done()
     pool.note_left(B)
     assert await asyncio.wait_for(waiting, 1) is True
     assert pool.take_refill_gap(B) is not None  # the freed slot counts as one waiting for it
+
+
+async def test_a_withdrawn_standby_stops_waiting_and_only_its_own_wait_ends() -> None:
+    pool = BackendPool([B], max_inflight=1)
+    pool.mark_up(B)
+    pool.set_inflight(B, fresh(2))
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(pool.wait_for_room(B, J, 30, stop))
+    await asyncio.sleep(0.01)
+    pool.withdraw(JobId("another job"))  # not waiting here: nothing changes, nothing kept
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    pool.withdraw(J)
+    assert await asyncio.wait_for(waiting, 1) is False
+    pool.withdraw(J)  # after the wait: forgotten, so a later wait for the id is not ended
+    again = asyncio.create_task(pool.wait_for_room(B, J, 30, stop))
+    await asyncio.sleep(0.01)
+    assert not again.done()
+    pool.note_left(B)
+    assert await asyncio.wait_for(again, 1) is True
 
 
 @pytest.mark.parametrize("why", ["down", "backoff", "stop", "hold"])
@@ -63,7 +87,7 @@ async def test_a_standby_is_not_sent_when_its_backend_goes_or_time_runs_out(why:
     pool.mark_up(B)
     pool.set_inflight(B, fresh(2))
     stop = asyncio.Event()
-    waiting = asyncio.create_task(pool.wait_for_room(B, 0.05 if why == "hold" else 30, stop))
+    waiting = asyncio.create_task(pool.wait_for_room(B, J, 0.05 if why == "hold" else 30, stop))
     await asyncio.sleep(0.01)
     if why == "down":
         pool.mark_down(B, "socket closed")
@@ -172,4 +196,39 @@ async def test_a_standby_not_sent_goes_back_to_its_place_uncounted(
         done = await rig.wait_terminal([first.id, second.id, third.id])
         assert [j.status for j in done] == [JobStatus.SUCCEEDED] * 3
         assert done[1].attempts == 1  # sent once, counted once
+        assert await rig.ledger.audit() == []
+
+
+async def test_a_standby_cancelled_before_it_is_sent_never_reaches_the_engine(
+    db: str, redis: Redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    async with engine_rig(
+        redis, redis_prefix, tmp_path, sim=MANUAL, max_inflight=1, lease_s=8.0, start=False
+    ) as rig:
+        user = await rig.user("cas", points=1000)
+        first, second, third = [
+            await rig.submit(make_job(user, steps=STEPS, seed=i)) for i in range(3)
+        ]
+        await _started_after_a_clean_start(rig)
+        await _step_to_standby(rig, first, second)
+        control = JobControl(
+            jobs=rig.jobs,
+            queue=rig.queue,
+            events=rig.events,
+            engine=ComfyEngineControl(rig.gateway, RedisSlotBook(rig.redis, rig.prefix)),
+        )
+        cancelled = await control.cancel(Principal(user, "cas", Role.USER), second.id)
+        assert cancelled.status is JobStatus.CANCELLED
+        slots = RedisSlotBook(rig.redis, rig.prefix)
+        for _ in range(500):  # the worker hears of it and frees the standby's slot
+            if (await slots.counts(rig.backends))[rig.backends[0]].inflight == 1:
+                break
+            await asyncio.sleep(0.01)
+        await rig.sims[0].simulator.release_steps(None)  # `first` ends, then the rest run
+        done = await rig.wait_terminal([first.id, third.id])
+        assert [j.status for j in done] == [JobStatus.SUCCEEDED] * 2
+        assert [r.prompt_id for r in rig.sims[0].records] == [first.id, third.id]
+        assert await slots.held(rig.backends) == {rig.backends[0]: []}
+        balance = await rig.ledger.balance(user)
+        assert (balance.available, balance.frozen) == (1000 - first.cost - third.cost, 0)
         assert await rig.ledger.audit() == []
