@@ -2,11 +2,16 @@
 
     python bench/dispatch.py                      # 200 jobs of 1 s over 2 simulated backends
     python bench/dispatch.py --jobs 40 --step-time 0.01
+    python bench/dispatch.py --step-jitter 0.02   # each step's time spread by 2 % (sd)
 
 Both runs use fresh simulated ComfyUI backends, each in its own process on loopback (as a
 real ComfyUI would be), a SQLite file (or `--database-url`) and Redis (a real server on
 127.0.0.1:6379 when one listens, else the in-process one). Each job is 20 sampler steps of
-`--step-time` seconds (1 s by default).
+`--step-time` seconds (1 s by default). By default every step takes exactly that long, so
+the two backends, filled at the same moment, end their jobs within milliseconds of each other
+for the whole run, and the refills of both compete for the machine's CPUs at once; separate
+GPUs drift apart. `--step-jitter` spreads each step's time (a normal spread, as the
+recordings' steps vary) to measure that case.
 
 - StarGraph: the real worker (event-driven dispatcher, 2 jobs in flight per backend, the
   next one claimed and held on standby while the running one takes its last steps, the
@@ -117,19 +122,21 @@ def measure(name: str, records: list[dict[str, Any]]) -> Figures:
 class Simulators:
     """Simulated ComfyUI backends, each served by its own Python process."""
 
-    def __init__(self, count: int, step_time: float) -> None:
+    def __init__(self, count: int, step_time: float, step_jitter: float) -> None:
         self.count = count
         self.step_time = step_time
+        self.step_jitter = step_jitter
         self.urls: list[str] = []
         self._procs: list[asyncio.subprocess.Process] = []
 
     async def __aenter__(self) -> Simulators:
-        for _ in range(self.count):
+        for index in range(self.count):
             port = _free_port()
             code = (
                 "import asyncio\n"
                 "from stargraph.comfy.simulator import SimulatorConfig, serve_simulator\n"
                 f"config = SimulatorConfig(step_time={self.step_time!r}, "
+                f"step_jitter={self.step_jitter!r}, jitter_seed={index}, "
                 f"checkpoints=({CHECKPOINT!r},), previews=False)\n"
                 f"asyncio.run(serve_simulator('127.0.0.1', {port}, config))\n"
             )
@@ -229,7 +236,7 @@ async def wait_all_finished(total: int, poll_s: float = 0.25) -> None:
 
 
 async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage: Path) -> Figures:
-    async with Simulators(2, args.step_time) as sims:
+    async with Simulators(2, args.step_time, args.step_jitter) as sims:
         backends = tuple(BackendId(url) for url in sims.urls)
         redis = connect_redis(redis_url)
         prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -274,7 +281,7 @@ async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage
 
 async def run_baseline(args: argparse.Namespace, redis_url: str | None) -> Figures:
     """Pop once a second per idle backend, like the original scheduler."""
-    async with Simulators(2, args.step_time) as sims:
+    async with Simulators(2, args.step_time, args.step_jitter) as sims:
         redis = connect_redis(redis_url)
         key = f"bench{uuid.uuid4().hex[:8]}:zset"
         graphs = {}
@@ -337,7 +344,8 @@ async def main(args: argparse.Namespace) -> None:
     base = await run_baseline(args, redis_url)
     job_s = STEPS * args.step_time
     database = args.database_url.split("://")[0] if args.database_url else "SQLite file"
-    print(f"{args.jobs} jobs of {job_s:g} s over 2 simulated backends "
+    spread = f", each step ±{args.step_jitter:.0%} (sd)" if args.step_jitter else ""
+    print(f"{args.jobs} jobs of {job_s:g} s{spread} over 2 simulated backends "
           f"(Redis: {redis_url or 'in-process'}, database: {database})")  # fmt: skip
     print(f"machine: {machine()}")
     if wake is not None:
@@ -352,6 +360,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--step-time", type=float, default=0.05, help="seconds per step (×20)")
+    parser.add_argument(
+        "--step-jitter",
+        type=float,
+        default=0.0,
+        help="spread of each step's time (sd ÷ mean; default 0: every job takes the same time)",
+    )
     parser.add_argument(
         "--database-url",
         default=None,

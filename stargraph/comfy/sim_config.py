@@ -59,6 +59,11 @@ class SimulatorConfig:
     """How a simulated ComfyUI behaves. Defaults suit demos; tests shorten `step_time`."""
 
     step_time: float = 0.05  # seconds per sampler step
+    # Spread of each step's time around `step_time` (standard deviation ÷ mean, drawn from a
+    # normal distribution kept within ±3 spreads): real steps vary (7-40 % in the recordings,
+    # on a CPU), so separate backends drift apart instead of ending jobs in step.
+    step_jitter: float = 0.0
+    jitter_seed: int | None = None  # None: different step times on every run
     node_time: float = 0.0  # seconds per other executed node
     load_time: float = 0.0  # seconds to load a checkpoint that is not cached
     manual_steps: bool = False  # sampler steps wait for Simulator.release_steps() (tests)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -50,6 +51,22 @@ class PromptRecord:
 
 
 _UNLIMITED = 1 << 62
+
+
+class StepTimes:
+    """Each sampler step's length: `step_time`, spread by `step_jitter` (normal, within
+    ±3 spreads, never below zero)."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self._mean = config.step_time
+        self._jitter = config.step_jitter
+        self._random = random.Random(config.jitter_seed)
+
+    def next(self) -> float:
+        if self._jitter <= 0:
+            return self._mean
+        spread = max(-3.0, min(3.0, self._random.gauss(0.0, 1.0))) * self._jitter
+        return self._mean * max(0.0, 1.0 + spread)
 
 
 class StepGate:
@@ -96,6 +113,7 @@ class Engine:
         self.info = object_info(config)
         self._output_classes = frozenset(k for k, v in self.info.items() if v.get("output_node"))
         self._seq = itertools.count()
+        self._step_times = StepTimes(config)
         self._worker: asyncio.Task[None] | None = None
         self._reset_state()
 
@@ -330,7 +348,7 @@ class Engine:
             # woke up: a busy event loop delays a step, never the steps after it. (Sleeping
             # from the wake-up would let simulators that share a loop drift into lockstep.)
             now = asyncio.get_running_loop().time()
-            self._step_due = (now if first else self._step_due) + self.config.step_time
+            self._step_due = (now if first else self._step_due) + self._step_times.next()
             await asyncio.sleep(max(0.0, self._step_due - now))
         else:
             await asyncio.sleep(0)

@@ -250,6 +250,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--step-time", type=float, default=0.05, help="seconds per step")
+    parser.add_argument(
+        "--step-jitter", type=float, default=0.0, help="spread of step times (sd ÷ mean)"
+    )
     parser.add_argument("--load-time", type=float, default=0.0, help="seconds per model load")
     parser.add_argument("--checkpoints", default=RECORDED_CHECKPOINT, help="comma-separated")
     parser.add_argument("--samplers", default=None, help="comma-separated (default: ComfyUI's)")
@@ -267,6 +270,7 @@ def _names(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig(
         step_time=args.step_time,
+        step_jitter=args.step_jitter,
         load_time=args.load_time,
         checkpoints=_names(args.checkpoints, (RECORDED_CHECKPOINT,)),
         samplers=_names(args.samplers, RECORDED_SAMPLERS),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import io
 import json
+import statistics
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from stargraph.comfy.messages import (
     parse_text,
 )
 from stargraph.comfy.sim_config import SimulatorConfig
+from stargraph.comfy.sim_engine import StepTimes
 from stargraph.comfy.simulator import (
     SimulatorHandle,
     add_arguments,
@@ -280,8 +282,24 @@ async def test_cli_arguments_build_a_config() -> None:
     )
     config = config_from_args(args)
     assert (args.host, args.port) == ("127.0.0.1", 9000)
-    assert config.step_time == 1.0 and not config.previews
+    assert config.step_time == 1.0 and not config.previews and config.step_jitter == 0
     assert config.checkpoints == ("a.ckpt", "b.ckpt")
+    jittered = config_from_args(parser.parse_args(["--step-jitter", "0.05"]))
+    assert jittered.step_jitter == 0.05
+
+
+def test_step_times_are_exact_or_spread_around_the_step_time() -> None:
+    assert {StepTimes(SimulatorConfig(step_time=0.05)).next() for _ in range(50)} == {0.05}
+    config = SimulatorConfig(step_time=0.05, step_jitter=0.1, jitter_seed=7)
+    times = StepTimes(config)
+    drawn = [times.next() for _ in range(4000)]
+    assert statistics.mean(drawn) == pytest.approx(0.05, rel=0.02)
+    assert statistics.pstdev(drawn) == pytest.approx(0.005, rel=0.1)
+    assert min(drawn) >= 0.05 * 0.7 and max(drawn) <= 0.05 * 1.3  # within three spreads
+    again = StepTimes(config)
+    assert [again.next() for _ in range(4000)] == drawn  # a seed repeats a run
+    wide = StepTimes(SimulatorConfig(step_time=0.05, step_jitter=0.6, jitter_seed=1))
+    assert min(wide.next() for _ in range(4000)) >= 0.0  # never a negative step
 
 
 async def test_raw_frames_of_a_run(sim: SimulatorHandle) -> None:
