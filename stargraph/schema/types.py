@@ -233,7 +233,11 @@ class QueueInfo:
 class Backend:
     url: str
     healthy: bool
-    inflight: int
+    inflight: int = strawberry.field(
+        description="Jobs dispatched to it and not ended: those inside ComfyUI (at most "
+        "`max_inflight`), and at most one more that a worker holds on standby, to send the "
+        "moment a job there ends."
+    )
     last_error: str | None
     mean_run_seconds: float | None
 
