@@ -28,12 +28,22 @@ class QueueKeys:
     served: str  # HASH "band:user:" -> place of that user's last claimed job in that band
     seq: str  # STRING: arrival and slot counter
     channel: str  # pub/sub channel (not a key): "there may be work"
+    _announced: str  # prefix of `announced(job)`
 
     @classmethod
     def for_prefix(cls, prefix: str) -> QueueKeys:
         names = ("order", "chains", "jobs", "leases", "tokens", "parked", "cursor", "served")
         parts = {name: tagged(prefix, f"queue:{name}") for name in names}
-        return cls(**parts, seq=tagged(prefix, "queue:seq"), channel=tagged(prefix, "queue:work"))
+        return cls(
+            **parts,
+            seq=tagged(prefix, "queue:seq"),
+            channel=tagged(prefix, "queue:work"),
+            _announced=tagged(prefix, "queue:announced:"),
+        )
+
+    def announced(self, job_id: str) -> str:
+        """STRING, for a minute: the job's last requeue or move announcement (its event)."""
+        return self._announced + job_id
 
     @property
     def scripted(self) -> list[str]:

@@ -165,7 +165,8 @@ class RedisJobQueue:
         """`JobQueue.requeue_announced`; needs the `events` bus given at construction."""
         stream, announcement = self._announcement(event)
         args = (*_triples([job]), *announcement)
-        return int(await self._run("requeue_announced", *args, more_keys=(stream,)))
+        more_keys = (stream, self.keys.announced(job.job_id))
+        return int(await self._run("requeue_announced", *args, more_keys=more_keys))
 
     def _announcement(self, event: JobQueued) -> tuple[str, list[str | int]]:
         if self._events is None:
@@ -239,7 +240,8 @@ class RedisJobQueue:
         else:
             stream, announcement = self._announcement(announce)
             args = (job_id, band, str(int(announce.user_id)), *announcement)
-            found = await self._run("reprioritize", *args, more_keys=(stream,))
+            more_keys = (stream, self.keys.announced(job_id))
+            found = await self._run("reprioritize", *args, more_keys=more_keys)
         return None if found is None else int(found)
 
     async def remove(self, job_id: JobId) -> bool:

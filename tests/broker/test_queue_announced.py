@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
@@ -152,8 +153,9 @@ async def test_a_reprioritized_job_announces_its_new_place_in_the_same_step(
     assert claim is not None and claim.job_id == "b1"
     listener = any_redis.pubsub()
     await listener.subscribe(f"{{{redis_prefix}}}:queue-moved")
+    later = replace(event, at=event.at + timedelta(seconds=1))  # another move, another event
     try:  # taken meanwhile: no event, but followers hear the queue moved
-        assert await queue.reprioritize(JobId("b1"), Priority.LOW, announce=event) is None
+        assert await queue.reprioritize(JobId("b1"), Priority.LOW, announce=later) is None
         assert await channels_heard(listener, 1) == [f"{{{redis_prefix}}}:queue-moved"]
     finally:
         await listener.aclose()  # type: ignore[no-untyped-call]
@@ -172,3 +174,39 @@ async def test_the_same_enqueue_sent_again_announces_nothing_more(
     assert await queue.enqueue_announced(*queued("a0", ANN)) == 0  # leased: left alone
     assert [e["job_id"] for e in await stored(any_redis, redis_prefix, ANN)] == ["a0"]
     assert await queue.position(JobId("a0")) is None
+
+
+async def test_the_same_requeue_sent_again_changes_and_announces_nothing(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    """A call resent after a lost connection (redis-py retries) carries the same event: the
+    job keeps one JobQueued for its return, and a dispatcher that claimed it meanwhile keeps
+    it."""
+    for job_id in ("a0", "a1"):
+        await queue.enqueue(queued(job_id, ANN)[0])
+    assert (await queue.claim(BACKEND, lease_s=60)) is not None
+    back = queued("a0", ANN)
+    assert await queue.requeue_announced(*back) == 1
+    assert await queue.requeue_announced(*back) == 1  # the resend
+    again = await queue.claim(BACKEND, lease_s=60)
+    assert again is not None and again.job_id == "a0"
+    assert await queue.requeue_announced(*back) == 0  # a late resend: the claim stands
+    assert await queue.position(JobId("a0")) is None
+    assert await queue.ack(again)
+    assert [e["job_id"] for e in await stored(any_redis, redis_prefix, ANN)] == ["a0"]
+    later = replace(back[1], at=back[1].at + timedelta(seconds=1))
+    assert await queue.requeue_announced(back[0], later) == 1  # a new requeue is one
+    assert len(await stored(any_redis, redis_prefix, ANN)) == 2
+
+
+async def test_the_same_move_sent_again_announces_nothing_more(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    for job_id, user in (("a0", ANN), ("b0", BOB), ("b1", BOB)):
+        await queue.enqueue(queued(job_id, user)[0])
+    _, event = queued("b1", BOB)
+    assert await queue.reprioritize(JobId("b1"), Priority.HIGH, announce=event) == 1
+    assert await queue.reprioritize(JobId("b1"), Priority.HIGH, announce=event) == 1
+    assert [(e["job_id"], e["position"]) for e in await stored(any_redis, redis_prefix, BOB)] == [
+        ("b1", 1)
+    ]

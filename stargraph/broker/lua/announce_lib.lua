@@ -8,6 +8,16 @@ local function tick_from(first)
   end
 end
 
+-- Whether this announcement (the call's event, its `at` included) is made for the first time:
+-- `key` keeps the last one for a minute. A call resent after a lost connection (redis-py
+-- retries) carries the same event, and must change nothing and announce nothing.
+local function first_sending(key, first)
+  local event = ARGV[first + 2]
+  if redis.call('GET', key) == event then return false end
+  redis.call('SET', key, event, 'PX', 60000)
+  return true
+end
+
 local function announce(stream, first, user, position)
   local payload = string.gsub(ARGV[first + 2], '"position":null', '"position":' .. position, 1)
   publish_event(stream, ARGV[first], ARGV[first + 1], payload, ARGV[first + 3], user)

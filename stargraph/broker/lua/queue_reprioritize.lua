@@ -1,12 +1,17 @@
 -- ARGV: channel, job, band, then optionally the owner's id and the job's JobQueued event
--- (announce_lib.lua), with KEYS[10] the owner's event stream. Moves a waiting job to another
--- band ("0" = the very front), among its user's jobs there by arrival. With an event, the
--- move and the event with the new position are one step (no dispatcher can take the job in
--- between); a job no longer waiting only ticks the channels. Returns the new position, false
--- if the job is not waiting.
+-- (announce_lib.lua), with KEYS[10] the owner's event stream and KEYS[11] the job's last
+-- announcement. Moves a waiting job to another band ("0" = the very front), among its user's
+-- jobs there by arrival. With an event, the move and the event with the new position are one
+-- step (no dispatcher can take the job in between); a job no longer waiting only ticks the
+-- channels; the same call resent announces nothing more. Returns the new position, false if
+-- the job is not waiting.
 local announced = #ARGV > 3
 local EVENT = 5  -- where the event's arguments start (announce_lib.lua)
 local m = load(ARGV[2])
+if announced and not first_sending(KEYS[11], EVENT) then
+  if m and m.state == 'w' then return rank(m) end
+  return false
+end
 if not m or m.state ~= 'w' then
   if announced then tick_from(EVENT + 4) end
   return false

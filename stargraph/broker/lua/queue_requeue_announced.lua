@@ -1,8 +1,14 @@
--- KEYS[10] the owner's event stream. ARGV as queue_enqueue_announced.lua's. Puts a leased or
--- parked job back at its old place (one the queue does not know is added, as enqueue does),
--- announces it with its position and only then wakes the dispatchers, in one step: no
--- dispatcher can take the job again before its event is out. Returns the position.
+-- KEYS[10] the owner's event stream, KEYS[11] the job's last announcement (announce_lib.lua).
+-- ARGV as queue_enqueue_announced.lua's. Puts a leased or parked job back at its old place
+-- (one the queue does not know is added, as enqueue does), announces it with its position and
+-- only then wakes the dispatchers, in one step: no dispatcher can take the job again before
+-- its event is out. Returns the position (0 while leased). The same call resent does nothing:
+-- above all, it does not take the job back from a dispatcher that claimed it meanwhile.
 local m = load(ARGV[2])
+if not first_sending(KEYS[11], 5) then
+  if m and m.state == 'w' then return rank(m) end
+  return 0
+end
 if not m then
   m = add_new(ARGV[2], ARGV[3], ARGV[4])
 elseif m.state ~= 'w' then
