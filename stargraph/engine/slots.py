@@ -93,7 +93,6 @@ class RedisSlotBook:
         """(backend, in-flight count) after each release anywhere, and each withdrawal;
         survives Redis restarts (what is published during an outage is lost: the sweeper's
         repair covers releases, and the listener interrupts a withdrawn job that starts)."""
-        withdrawn = self._names.withdrawn.encode()
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -101,8 +100,8 @@ class RedisSlotBook:
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    if _as_bytes(message["channel"]) == withdrawn:
-                        yield Withdrawn(JobId(_as_bytes(message["data"]).decode()))
+                    if _text(message["channel"]) == self._names.withdrawn:
+                        yield Withdrawn(JobId(_text(message["data"])))
                     else:
                         yield _parse_release(message["data"])
             except RedisError as exc:
@@ -112,11 +111,10 @@ class RedisSlotBook:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _parse_release(data: bytes | str) -> tuple[BackendId, SlotCount]:
-    text = data.decode() if isinstance(data, bytes) else data
-    count, version, backend = text.split(" ", 2)
+    count, version, backend = _text(data).split(" ", 2)
     return BackendId(backend), SlotCount(int(count), int(version))
