@@ -21,9 +21,12 @@ from stargraph.broker.events import RedisEventBus
 from stargraph.broker.queue import RedisJobQueue
 from stargraph.comfy.simulator import SimulatorConfig, SimulatorHandle, running_simulator
 from stargraph.domain.capabilities import Capabilities
+from stargraph.domain.control import JobControl
 from stargraph.domain.jobs import TERMINAL, Job
 from stargraph.domain.types import BackendId, JobId, UserId
+from stargraph.engine.control import ComfyEngineControl
 from stargraph.engine.gateway import ComfyGateway, comfy_socket
+from stargraph.engine.slots import RedisSlotBook
 from stargraph.storage import DiskImageFiles
 from stargraph.store.images import TortoiseImageStore
 from stargraph.store.jobs import TortoiseJobStore
@@ -64,6 +67,15 @@ class Rig:
 
     async def user(self, name: str, points: int = 10_000) -> UserId:
         return await make_user(self.ledger, name, points)
+
+    def control(self) -> JobControl:
+        """The cancel and reprioritise use cases, as an API process runs them."""
+        return JobControl(
+            jobs=self.jobs,
+            queue=self.queue,
+            events=self.events,
+            engine=ComfyEngineControl(self.gateway, RedisSlotBook(self.redis, self.prefix)),
+        )
 
     async def submit(self, job: Job) -> Job:
         """What the submission path does: hold + QUEUED row, then enqueue."""

@@ -11,14 +11,11 @@ from typing import Any
 from redis.asyncio import Redis
 
 from stargraph.domain.backends import BackendUncertain, BackendUnreachable
-from stargraph.domain.control import JobControl
 from stargraph.domain.jobs import Job, JobStatus
 from stargraph.domain.progress import Succeeded
 from stargraph.domain.types import BackendId, JobId, Principal, Role, UserId
-from stargraph.engine.control import ComfyEngineControl
 from stargraph.engine.gateway import ComfyGateway
 from stargraph.engine.results import Finisher
-from stargraph.engine.slots import RedisSlotBook
 from stargraph.store.images import TortoiseImageStore
 from stargraph.store.models import ImageRow
 from tests.engine.factory import PRICE, make_job
@@ -114,7 +111,7 @@ async def test_cancel_of_a_waiting_job(
     async with engine_rig(redis, redis_prefix, tmp_path, start=False) as rig:
         user = await rig.user("quinn", 100)
         job = await rig.submit(make_job(user))
-        done = await _control(rig).cancel(_principal(user), job.id)
+        done = await rig.control().cancel(_principal(user), job.id)
         assert done.status is JobStatus.CANCELLED
         assert await rig.queue.position(job.id) is None
         await _refunded(rig, user, 100, done)
@@ -131,7 +128,7 @@ async def test_cancel_of_a_job_waiting_inside_comfyui_and_of_a_running_one(
         await rig.wait_status(pending.id, JobStatus.DISPATCHED)
         await _until(lambda: len(rig.sims[0].records) == 2)  # both inside ComfyUI
 
-        control = _control(rig)
+        control = rig.control()
         first = await control.cancel(_principal(user), pending.id)
         assert first.status is JobStatus.CANCELLED
         assert _outcomes(rig, pending.id) == ["deleted"]
@@ -253,16 +250,6 @@ async def test_a_post_whose_answer_was_lost_is_not_sent_twice(
 
 def _principal(user: UserId) -> Principal:
     return Principal(user, f"user{user}", Role.USER)
-
-
-def _control(rig: Rig) -> JobControl:
-    slots = RedisSlotBook(rig.redis, rig.prefix)
-    return JobControl(
-        jobs=rig.jobs,
-        queue=rig.queue,
-        events=rig.events,
-        engine=ComfyEngineControl(rig.gateway, slots),
-    )
 
 
 def _finisher(rig: Rig) -> Finisher:

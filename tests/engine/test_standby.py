@@ -5,7 +5,9 @@ goes back to its place in the queue with its attempt undone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +16,8 @@ from redis.asyncio import Redis
 
 from stargraph.comfy.sim_engine import PromptRecord
 from stargraph.domain.backends import BackendPool
-from stargraph.domain.control import JobControl
 from stargraph.domain.jobs import Job, JobStatus
-from stargraph.domain.types import BackendId, JobId, Principal, Role
-from stargraph.engine.control import ComfyEngineControl
+from stargraph.domain.types import BackendId, JobId, Principal, Role, UserId
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker
 from tests.engine.counts import fresh
@@ -167,20 +167,29 @@ async def _back_in_its_place(rig: Rig, job: Job) -> None:
     assert position == 1
 
 
+@contextlib.asynccontextmanager
+async def _second_on_standby(
+    redis: Redis, prefix: str, tmp_path: Path, lease_s: float
+) -> AsyncIterator[tuple[Rig, UserId, list[Job]]]:
+    """One backend, one job at a time, three jobs of one user (1 000 points): the first
+    at its last step, the second on standby."""
+    async with engine_rig(
+        redis, prefix, tmp_path, sim=MANUAL, max_inflight=1, lease_s=lease_s, start=False
+    ) as rig:
+        user = await rig.user("stan", points=1000)
+        jobs = [await rig.submit(make_job(user, steps=STEPS, seed=i)) for i in range(3)]
+        await _started_after_a_clean_start(rig)
+        await _step_to_standby(rig, jobs[0], jobs[1])
+        yield rig, user, jobs
+
+
 @pytest.mark.parametrize("how", ["worker stops", "backend goes away", "hold runs out"])
 async def test_a_standby_not_sent_goes_back_to_its_place_uncounted(
     how: str, db: str, redis: Redis, redis_prefix: str, tmp_path: Path
 ) -> None:
     lease_s = 2.0 if how == "hold runs out" else 8.0  # the hold is a quarter of it
-    async with engine_rig(
-        redis, redis_prefix, tmp_path, sim=MANUAL, max_inflight=1, lease_s=lease_s, start=False
-    ) as rig:
-        user = await rig.user("stan")
-        first, second, third = [
-            await rig.submit(make_job(user, steps=STEPS, seed=i)) for i in range(3)
-        ]
-        await _started_after_a_clean_start(rig)
-        await _step_to_standby(rig, first, second)
+    async with _second_on_standby(redis, redis_prefix, tmp_path, lease_s) as (rig, _, jobs):
+        first, second, third = jobs
         if how == "worker stops":
             await rig.stop_worker()
             await _back_in_its_place(rig, second)
@@ -202,22 +211,9 @@ async def test_a_standby_not_sent_goes_back_to_its_place_uncounted(
 async def test_a_standby_cancelled_before_it_is_sent_never_reaches_the_engine(
     db: str, redis: Redis, redis_prefix: str, tmp_path: Path
 ) -> None:
-    async with engine_rig(
-        redis, redis_prefix, tmp_path, sim=MANUAL, max_inflight=1, lease_s=8.0, start=False
-    ) as rig:
-        user = await rig.user("cas", points=1000)
-        first, second, third = [
-            await rig.submit(make_job(user, steps=STEPS, seed=i)) for i in range(3)
-        ]
-        await _started_after_a_clean_start(rig)
-        await _step_to_standby(rig, first, second)
-        control = JobControl(
-            jobs=rig.jobs,
-            queue=rig.queue,
-            events=rig.events,
-            engine=ComfyEngineControl(rig.gateway, RedisSlotBook(rig.redis, rig.prefix)),
-        )
-        cancelled = await control.cancel(Principal(user, "cas", Role.USER), second.id)
+    async with _second_on_standby(redis, redis_prefix, tmp_path, 8.0) as (rig, user, jobs):
+        first, second, third = jobs
+        cancelled = await rig.control().cancel(Principal(user, "stan", Role.USER), second.id)
         assert cancelled.status is JobStatus.CANCELLED
         slots = RedisSlotBook(rig.redis, rig.prefix)
         for _ in range(500):  # the worker hears of it and frees the standby's slot
