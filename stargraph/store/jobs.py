@@ -79,7 +79,7 @@ class TortoiseJobStore:
         )
 
     async def create_queued(self, job: Job) -> tuple[Job, bool]:
-        if sql.in_transaction() or sql.dialect() == "postgres":  # one statement there already
+        if sql.in_transaction():
             return await self._create_one(job)
         return await self._creations(job)
 

@@ -2,11 +2,11 @@
 
 Each method is one transaction (a savepoint when the caller already holds one, so a use case
 can hold points and write its job row atomically); `hold_new_job` joins the caller's
-transaction with the job's row, without a savepoint; on PostgreSQL the freeze, the hold,
-its entry and the job's row are one statement (data-modifying CTEs, atomic by themselves), one
-round trip instead of BEGIN, four statements and COMMIT. Elsewhere `hold_new_jobs` takes the
-holds of many users' new jobs in one transaction (the submissions that arrive together; on
-SQLite one freeze statement for all of them). The hold's statements are raw SQL
+transaction with the job's row, without a savepoint. `hold_new_jobs` takes the holds of many
+users' new jobs at once (the submissions that arrive together): on PostgreSQL the freezes, the
+holds, their entries and the jobs' rows are one statement (data-modifying CTEs over arrays,
+atomic by themselves), one round trip instead of BEGIN, four statements and COMMIT; elsewhere
+one transaction (on SQLite one freeze statement for all of them). The hold's statements are raw SQL
 (`store.sql`): they run on every submission. Exactly-once comes from the database:
 `ledger_entries.move_key` is unique, a hold is the primary key of `holds`, and settling flips
 `holds.settled` with a conditional UPDATE that only one caller can win. Every conditional
@@ -109,33 +109,22 @@ class TortoiseLedger:
         values: the job's row) with it, all or nothing; no balance read back (the submit
         path). Raises InsufficientPoints or NotFound, or IntegrityError for a repeated hold
         or a clash in `row`, with nothing written."""
-        check_hold(amount)
-        table, columns, values = row
-        if sql.dialect() == "postgres":
-            statement = _hold_and_insert(table, tuple(columns))
-            now = datetime.now(UTC)
-            held = await sql.fetch(
-                statement,
-                *(amount, amount, user_id, amount),
-                *(job_id, amount, False, now),
-                *(EntryKind.HOLD.value, amount, job_id, hold_key(job_id), now),
-                *values,
-            )
-            if not held[0]["n"]:
-                await _refuse(user_id)
-            return
         if not (await self.hold_new_jobs([NewJobHold(user_id, job_id, amount, row)]))[0]:
             await _refuse(user_id)
 
     async def hold_new_jobs(self, holds: Sequence[NewJobHold]) -> list[bool]:
-        """`hold_new_job` for jobs of distinct users in one transaction, not on PostgreSQL
-        (there each one is a single statement already): one freeze per user, then each
-        table's rows in one call. Per hold, whether it was taken; a refused one wrote
-        nothing. Raises IntegrityError, with nothing written, when any row clashes."""
+        """`hold_new_job` for jobs of distinct users, all rows in one table: one statement
+        on PostgreSQL; elsewhere one transaction, one freeze per user, then each table's rows
+        in one call. Per hold, whether it was taken; a refused one wrote nothing. Raises
+        IntegrityError, with nothing written, when any row clashes."""
         if len({hold.user_id for hold in holds}) != len(holds):
             raise ValueError("one hold per user in a batch: each freeze must see its own row")
+        if len({(hold.row[0], tuple(hold.row[1])) for hold in holds}) > 1:
+            raise ValueError("one table and one set of columns for every row of a batch")
         for hold in holds:
             check_hold(hold.amount)
+        if sql.dialect() == "postgres":
+            return await _hold_many_in_one_statement(holds)
         async with in_transaction():
             taken = await _freeze_many([(hold.user_id, hold.amount) for hold in holds])
             held = [hold for hold, ok in zip(holds, taken, strict=True) if ok]
@@ -232,22 +221,68 @@ def _insert(table: str, columns: tuple[str, ...]) -> Statement:
     )
 
 
+_COLUMN_TYPES = Statement(
+    "SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute"
+    " WHERE attrelid = CAST(? AS text)::regclass AND attnum > 0 AND NOT attisdropped"
+)
+_column_types: dict[str, dict[str, str]] = {}  # PostgreSQL: table → column → type, read once
+
+
+async def _hold_many_in_one_statement(holds: Sequence[NewJobHold]) -> list[bool]:
+    """PostgreSQL: `hold_new_jobs` as one statement; each value travels as an array with
+    one element per hold."""
+    table, columns = holds[0].row[0], tuple(holds[0].row[1])
+    types = _column_types.get(table)
+    if types is None:
+        rows = await sql.fetch(_COLUMN_TYPES, table)
+        types = _column_types[table] = {row["name"]: row["type"] for row in rows}
+    statement = _hold_many_and_insert(table, columns, tuple(types[c] for c in columns))
+    now = datetime.now(UTC)
+    taken = await sql.fetch(
+        statement,
+        [hold.user_id for hold in holds],
+        [hold.job_id for hold in holds],
+        [hold.amount for hold in holds],
+        [hold_key(hold.job_id) for hold in holds],
+        *(now, EntryKind.HOLD.value, now),
+        *(list(column) for column in zip(*(hold.row[2] for hold in holds), strict=True)),
+    )
+    numbers = {int(row["n"]) for row in taken}
+    return [n in numbers for n in range(1, len(holds) + 1)]
+
+
 @cache
-def _hold_and_insert(table: str, columns: tuple[str, ...]) -> Statement:
-    """PostgreSQL: `_FREEZE`, `_INSERT_HOLD`, `_APPEND_HOLD` and one more row as one
-    statement; the other writes take their values from the freeze's RETURNING (the balance
-    right after it), so none of them writes when the freeze matches no row."""
+def _hold_many_and_insert(
+    table: str, columns: tuple[str, ...], types: tuple[str, ...]
+) -> Statement:
+    """PostgreSQL: `_FREEZE`, `_INSERT_HOLD`, `_APPEND_HOLD` and one more row, for many
+    holds, as one statement. `unnest` pairs the arrays' elements up by position (`n`); the
+    other writes take their values from the freeze's RETURNING (the balance right after it),
+    so a hold whose freeze matches no row writes nothing, and the result lists the `n` of
+    those taken. `l` locks the accounts in user id order before any is changed, whatever
+    plan the update gets: two processes' statements then never wait for each other in a
+    circle."""
+    listed = ", ".join(columns)
     return Statement(
-        "WITH f AS (UPDATE accounts SET available = available - ?, frozen = frozen + ?"
-        " WHERE user_id = ? AND available >= ? RETURNING user_id, available, frozen),"
+        "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[], ?::text[])"
+        " WITH ORDINALITY AS v (user_id, job_id, amount, move_key, n)),"
+        " l AS (SELECT a.user_id FROM accounts a JOIN v ON a.user_id = v.user_id"
+        " ORDER BY a.user_id FOR UPDATE OF a),"
+        " f AS (UPDATE accounts a"
+        " SET available = a.available - v.amount, frozen = a.frozen + v.amount"
+        " FROM v JOIN l ON l.user_id = v.user_id"
+        " WHERE a.user_id = v.user_id AND a.available >= v.amount"
+        " RETURNING v.n, v.user_id, v.job_id, v.amount, v.move_key, a.available, a.frozen),"
         " h AS (INSERT INTO holds (job_id, user_id, amount, settled, created_at)"
-        " SELECT ?, user_id, ?, ?, ? FROM f),"
+        " SELECT job_id, user_id, amount, FALSE, ? FROM f),"
         " e AS (INSERT INTO ledger_entries"
         " (user_id, kind, amount, available_after, frozen_after, job_id, move_key, created_at)"
-        " SELECT user_id, ?, ?, available, frozen, ?, ?, ? FROM f),"
-        f" r AS (INSERT INTO {table} ({', '.join(columns)})"
-        f" SELECT {', '.join('?' * len(columns))} FROM f)"
-        " SELECT COUNT(*) AS n FROM f"
+        " SELECT user_id, ?, amount, available, frozen, job_id, move_key, ? FROM f),"
+        f" r AS (INSERT INTO {table} ({listed})"
+        f" SELECT {', '.join(f'r.{c}' for c in columns)}"
+        f" FROM unnest({', '.join(f'?::{t}[]' for t in types)}) WITH ORDINALITY AS r ({listed}, n)"
+        " JOIN f ON f.n = r.n)"
+        " SELECT n FROM f"
     )
 
 
