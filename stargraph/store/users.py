@@ -24,6 +24,7 @@ from stargraph.domain.users import (
     signup_grant_key,
     username_key,
 )
+from stargraph.store import sql
 from stargraph.store.convert import aware
 from stargraph.store.models import AccountRow, TokenRow, UserRow
 
@@ -127,15 +128,12 @@ class UserService:
         principal = self._recent.get(digest, now)
         if principal is not None:
             return principal
-        row = (
-            await TokenRow.filter(digest=digest, revoked_at=None, expires_at__gt=now)
-            .select_related("user")
-            .first()
-        )
-        if row is None:
+        rows = await sql.fetch(_LIVE_TOKEN, digest, now)
+        if not rows:
             raise Unauthenticated("the token is unknown, expired or revoked")
-        principal = _user(row.user).principal
-        until = min(now + self._recent_ttl, aware(row.expires_at) or now)
+        row = rows[0]
+        principal = Principal(UserId(row["id"]), row["username"], Role(row["role"]))
+        until = min(now + self._recent_ttl, _datetime(row["expires_at"]))
         self._recent.put(digest, principal, until)
         return principal
 
@@ -164,6 +162,21 @@ class UserService:
             digest=token_digest(token), user_id=user_id, expires_at=self._now() + self._ttl
         )
         return token
+
+
+# Every request of a user not seen in the last `token_cache_s` seconds looks its token up: raw
+# SQL (`store.sql`), a fraction of what the ORM's query with its join costs.
+_LIVE_TOKEN = sql.Statement(
+    "SELECT u.id, u.username, u.role, t.expires_at FROM access_tokens t"
+    " JOIN users u ON u.id = t.user_id"
+    " WHERE t.digest = ? AND t.revoked_at IS NULL AND t.expires_at > ?"
+)
+
+
+def _datetime(value: datetime | str) -> datetime:
+    """A datetime column as raw SQL reads it: SQLite hands back its ISO text."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _RecentTokens:
