@@ -375,10 +375,14 @@ class RawHttp:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def post_json(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post_json(
+        self, path: str, body: bytes, token: str | None = None
+    ) -> tuple[int, bytes]:
+        """POST `body`; `token`, when given, is this request's bearer token."""
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        request = (f"POST {path} HTTP/1.1\r\n{self._head}Content-Type: application/json\r\n"
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        request = (f"POST {path} HTTP/1.1\r\n{self._head}{auth}Content-Type: application/json\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
         self._writer.write(request)
         assert self._reader is not None

@@ -85,15 +85,16 @@ def _input(n: int) -> dict[str, object]:
             "height": 512, "seed": n + 1}  # fmt: skip
 
 
-async def _client(url: str, token: str | None, until: float, start: float,
+async def _client(url: str, tokens: list[str | None], until: float, start: float,
                   latencies: list[float], errors: list[str]) -> None:  # fmt: skip
-    http = RawHttp(url, {"Authorization": f"Bearer {token}"} if token else {})
+    """One keep-alive connection; each request as the next of `tokens`' users, in turn."""
+    http = RawHttp(url)
     n = 0
     try:
         while (now := time.monotonic()) < until:
             n += 1
             body = json.dumps({"query": SUBMIT, "variables": {"input": _input(n)}}).encode()
-            status, answer = await http.post_json("/graphql", body)
+            status, answer = await http.post_json("/graphql", body, tokens[n % len(tokens)])
             took = (time.monotonic() - now) * 1000
             if status != 200 or b'"errors"' in answer:
                 errors.append(answer[:300].decode(errors="replace"))
@@ -103,9 +104,10 @@ async def _client(url: str, token: str | None, until: float, start: float,
         await http.aclose()
 
 
-async def load(name: str, url: str, tokens: list[str | None], clock: ProcessClock,
+async def load(name: str, url: str, clients: int, tokens: list[str | None], clock: ProcessClock,
                warmup: float, duration: float) -> Figures:  # fmt: skip
-    """`len(tokens)` clients for warm-up + duration; only the measured window counts."""
+    """`clients` clients for warm-up + duration, client k submitting as users k, k + clients,
+    k + 2 × clients … of `tokens` in turn; only the measured window counts."""
     latencies: list[float] = []
     errors: list[str] = []
     start = time.monotonic() + warmup
@@ -118,7 +120,10 @@ async def load(name: str, url: str, tokens: list[str | None], clock: ProcessCloc
         return clock.cores_used()
 
     cpu = asyncio.create_task(measure_cpu())
-    await asyncio.gather(*(_client(url, t, until, start, latencies, errors) for t in tokens))
+    shares = [tokens[k::clients] for k in range(clients)]
+    await asyncio.gather(
+        *(_client(url, share, until, start, latencies, errors) for share in shares)
+    )
     if errors:
         print(f"{name}: {len(errors)} failed requests, e.g. {errors[0]}", file=sys.stderr)
     return Figures(name, latencies, duration, await cpu, len(errors))
@@ -195,8 +200,8 @@ async def run_bare(procs: Processes, args: argparse.Namespace) -> Figures:
                              stargraph_env())  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     await wait_until_up(f"{url}/graphql?query=%7Bok%7D", proc)
-    figures = await load("bare Strawberry", url, [None] * args.clients, ProcessClock(proc.pid),
-                         args.warmup, args.duration)  # fmt: skip
+    figures = await load("bare Strawberry", url, args.clients, [None] * args.clients,
+                         ProcessClock(proc.pid), args.warmup, args.duration)  # fmt: skip
     await procs.stop(proc)
     return figures
 
@@ -206,7 +211,7 @@ async def run_stargraph(
 ) -> Figures:
     workdir = procs.workdir if io else procs.workdir / "without-io"  # a SQLite file of its own
     async with fresh_database(spec, workdir) as db:
-        tokens = await prepare_database(db, args.clients, points=10**8)
+        tokens = await prepare_database(db, args.users, points=10**8)
         port = free_port()
         env = stargraph_env(
             database_url=db, redis_url=redis_url(required=False),
@@ -224,8 +229,8 @@ async def run_stargraph(
         url = f"http://127.0.0.1:{port}"
         await wait_until_up(f"{url}/healthz", api)
         profile = _profile(api.pid, args, database_label(db) if io else "without-io")
-        figures = await load(name, url, list(tokens[:-1]), ProcessClock(api.pid), args.warmup,
-                             args.duration)  # fmt: skip
+        figures = await load(name, url, args.clients, list(tokens[:-1]), ProcessClock(api.pid),
+                             args.warmup, args.duration)  # fmt: skip
         if profile is not None:
             await profile
         await procs.stop(api)
@@ -289,6 +294,8 @@ async def main(args: argparse.Namespace) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--users", type=int, default=1000,
+                        help="users the clients submit as, in turn (≥ --clients)")  # fmt: skip
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--database-url", action="append", default=[], metavar="SERVER_URL",
@@ -301,6 +308,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-without-io", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.users < args.clients:
+        parser.error("--users must be at least --clients")
     args.database = ["sqlite", *args.database_url]
     return args
 
