@@ -56,11 +56,9 @@ from stargraph.domain.types import JobId, UserId
 _log = logging.getLogger(__name__)
 
 _LUA = files("stargraph.broker").joinpath("lua")
-_PUBLISH_LUA = (
-    _LUA.joinpath("events_lib.lua").read_text()
-    + "\n"
-    + _LUA.joinpath("publish_event.lua").read_text()
-)
+_EVENTS_LIB = _LUA.joinpath("events_lib.lua").read_text()
+_PUBLISH_LUA = _EVENTS_LIB + "\n" + _LUA.joinpath("publish_event.lua").read_text()
+_TICK_LUA = _EVENTS_LIB + "\n" + _LUA.joinpath("tick.lua").read_text()
 _CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 _FIRST_RETRY_S = 0.05
 _MAX_RETRY_S = 2.0
@@ -92,6 +90,7 @@ class _Names:
         self._stream = f"{tag}:events:user:"
         self.channel = f"{tag}:events"
         self.ticks = f"{tag}:queue-moved"
+        self.tick_gate = f"{tag}:queue-moved:gate"  # set while a tick's window is open
 
     def stream(self, user_id: UserId) -> str:
         return f"{self._stream}{user_id}"
@@ -133,8 +132,12 @@ class RedisEventBus:
         # Progress events come by the thousand a second from a worker and may wait a moment
         # to share a round trip: fewer writes and wake-ups for this process and for Redis.
         self._publish = PipelinedScript(redis, _PUBLISH_LUA, progress_linger_s, name="events")
+        self._tick_script = PipelinedScript(redis, _TICK_LUA, name="ticks")
         self._registry = Registry()
+        self._tick_interval_s = tick_interval_s
+        self._tick_window = max(1, round(tick_interval_s * 1000))  # ms, as Redis takes it
         self._ticker = Coalescer(tick_interval_s, self._tick)
+        self._trailing_tick: asyncio.TimerHandle | None = None
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._subscriber: asyncio.Task[None] | None = None  # subscribes to the events, once
@@ -151,24 +154,28 @@ class RedisEventBus:
         `queue_moved`, the same round trip does what `queue_moved()` does."""
         channel = self._names.channel
         args: list[str | int] = [self._maxlen, self._ttl_s, _payload(event), channel, event.user_id]
-        if queue_moved:
-            args.append(self._names.ticks)
         keys = [self._names.stream(event.user_id)]
+        if queue_moved:
+            args += [self._names.ticks, self._tick_window]
+            keys.append(self._names.tick_gate)
         cursor = await self._publish(keys, args, linger=isinstance(event, JobProgress))
         return cursor.decode() if isinstance(cursor, bytes) else str(cursor)
 
-    def announcement(self, event: JobQueued) -> tuple[str, list[str | int]]:
-        """The owner's stream, and the arguments with which `RedisJobQueue.enqueue_announced`
-        publishes `event` as `publish(event, queue_moved=True)` would: max length, time to
-        live, the JSON with its position left for the script to fill in, the fan-out channel
-        and the queue-moved channel."""
+    def announcement(self, event: JobQueued) -> tuple[str, str, list[str | int]]:
+        """The owner's stream, the queue-moved gate, and the arguments with which
+        `RedisJobQueue.enqueue_announced` publishes `event` as `publish(event,
+        queue_moved=True)` would: max length, time to live, the JSON with its position left
+        for the script to fill in, the fan-out channel, the queue-moved channel and its window."""
         payload = _payload(dataclasses.replace(event, position=None))
         args: list[str | int] = [self._maxlen, self._ttl_s, payload, self._names.channel]
-        return self._names.stream(event.user_id), [*args, self._names.ticks]
+        args += [self._names.ticks, self._tick_window]
+        return self._names.stream(event.user_id), self._names.tick_gate, args
 
     async def queue_moved(self) -> None:
-        """Tell every process that waiting positions may have changed (they coalesce)."""
-        await self._redis.publish(self._names.ticks, b"1")
+        """Tell every process that waiting positions may have changed: at most one tick per
+        tick interval goes out, and each process looks again one interval after the tick it
+        hears (see `_on_tick`)."""
+        await self._tick_script([self._names.tick_gate], [self._names.ticks, self._tick_window])
 
     async def last_cursor(self, user_id: UserId) -> str:
         """The cursor of the user's newest stored event ("0-0" when there is none)."""
@@ -343,6 +350,8 @@ class RedisEventBus:
         if pubsub is not None:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
         self._ticker.cancel()
+        if self._trailing_tick is not None:
+            self._trailing_tick.cancel()
         self._events_live.set()  # followers waiting for it end
         for follower in self._registry.all():
             follower.close()
@@ -403,12 +412,31 @@ class RedisEventBus:
             if message["channel"] == self._channel:
                 self._deliver_safely(message["data"])  # type: ignore[arg-type]
             else:
-                self._ticker.poke()
+                self._on_tick(message["data"])
         elif kind == "subscribe":
             self._retry_s = _FIRST_RETRY_S
             self._ready.set()
             if message["channel"] == self._channel:
                 self._on_subscribed()
+            else:  # moves in a window that opened before we listened were kept quiet
+                self._poke_later(self._tick_interval_s)
+
+    def _on_tick(self, data: object) -> None:
+        """Positions moved: look now, and again once the tick's window has closed, for the
+        moves its gate kept quiet."""
+        self._ticker.poke()
+        try:
+            window_s = int(data) / 1000  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            window_s = self._tick_interval_s
+        self._poke_later(min(max(window_s, 0.0), 60.0))
+
+    def _poke_later(self, delay_s: float) -> None:
+        """One more look `delay_s` from now, instead of one still due: a tick heard since then
+        went out after the earlier window closed, so its own look covers that window."""
+        if self._trailing_tick is not None:
+            self._trailing_tick.cancel()
+        self._trailing_tick = asyncio.get_running_loop().call_later(delay_s, self._ticker.poke)
 
     def _on_subscribed(self) -> None:
         self.subscriptions += 1

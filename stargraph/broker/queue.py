@@ -157,18 +157,18 @@ class RedisJobQueue:
 
     async def enqueue_announced(self, job: QueuedJob, event: JobQueued) -> int:
         """`JobQueue.enqueue_announced`; needs the `events` bus given at construction."""
-        stream, announcement = self._announcement(event)
-        keys, args = self._call([*_triples([job]), *announcement], (stream,))
+        stream, gate, announcement = self._announcement(event)
+        keys, args = self._call([*_triples([job]), *announcement], (stream, gate))
         return int(await self._enqueue_announced(keys, args))
 
     async def requeue_announced(self, job: QueuedJob, event: JobQueued) -> int:
         """`JobQueue.requeue_announced`; needs the `events` bus given at construction."""
-        stream, announcement = self._announcement(event)
+        stream, gate, announcement = self._announcement(event)
         args = (*_triples([job]), *announcement)
-        more_keys = (stream, self.keys.announced(job.job_id))
+        more_keys = (stream, self.keys.announced(job.job_id), gate)
         return int(await self._run("requeue_announced", *args, more_keys=more_keys))
 
-    def _announcement(self, event: JobQueued) -> tuple[str, list[str | int]]:
+    def _announcement(self, event: JobQueued) -> tuple[str, str, list[str | int]]:
         if self._events is None:
             raise RuntimeError("this RedisJobQueue was built without its event bus")
         return self._events.announcement(event)
@@ -238,9 +238,9 @@ class RedisJobQueue:
         if announce is None:
             found = await self._run("reprioritize", job_id, band)
         else:
-            stream, announcement = self._announcement(announce)
+            stream, gate, announcement = self._announcement(announce)
             args = (job_id, band, str(int(announce.user_id)), *announcement)
-            more_keys = (stream, self.keys.announced(job_id))
+            more_keys = (stream, self.keys.announced(job_id), gate)
             found = await self._run("reprioritize", *args, more_keys=more_keys)
         return None if found is None else int(found)
 

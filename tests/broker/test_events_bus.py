@@ -343,6 +343,33 @@ async def test_queue_moves_are_coalesced_into_few_ticks_and_the_last_move_is_ann
     assert count <= 1  # 50 moves gave at most a couple of ticks
 
 
+async def test_a_burst_of_queue_moves_sends_one_tick_and_its_hearers_look_again_after_it(
+    make_bus: BusFactory, any_redis: Redis, redis_prefix: str
+) -> None:
+    """The channel carries one tick per window however many jobs move, so no process reads a
+    message per submission; a process that heard it looks at the positions once more when
+    the window closes, and the last move of the burst is announced with nothing more sent."""
+    publisher = await make_bus(tick_interval_s=0.3)
+    hearer = await make_bus(tick_interval_s=0.3)
+    channel = any_redis.pubsub()
+    await channel.subscribe(f"{{{redis_prefix}}}:queue-moved")
+    ticks = hearer.queue_ticks()
+    first = asyncio.ensure_future(anext(ticks))
+    await asyncio.sleep(0.05)  # the tick reader is in place
+    try:
+        for _ in range(50):
+            await publisher.queue_moved()
+        async with asyncio.timeout(5):
+            await first  # at once
+            await anext(ticks)  # once the window has closed
+        sent = []
+        while (message := await channel.get_message(timeout=0.05)) is not None:
+            sent += [message["data"]] if message["type"] == "message" else []
+    finally:
+        await channel.aclose()  # type: ignore[no-untyped-call]
+    assert sent == [b"300"]  # the one tick, which names its window in ms
+
+
 async def test_followers_of_the_queue_get_a_tick_with_their_last_cursor(
     bus: RedisEventBus,
 ) -> None:

@@ -1,4 +1,4 @@
--- KEYS[10] the owner's event stream. ARGV: channel, job, user, band, then the job's JobQueued
+-- KEYS[10] the owner's event stream, KEYS[11] the queue-moved gate. ARGV: channel, job, user, band, then the job's JobQueued
 -- event (announce_lib.lua). Adds the job as enqueue does, announces it with its position (0
 -- while leased) and only then wakes the dispatchers, all in one step: no dispatcher can take
 -- the job before its event is out. Returns the position.
@@ -17,7 +17,7 @@ end
 local position = 0
 if m.state == 'w' then position = rank(m) end
 if entered then
-  announce(KEYS[10], 5, ARGV[3], position)
+  announce(KEYS[10], KEYS[11], 5, ARGV[3], position)
   signal()
 end
 return position

@@ -1,4 +1,5 @@
--- KEYS[10] the owner's event stream, KEYS[11] the job's last announcement (announce_lib.lua).
+-- KEYS[10] the owner's event stream, KEYS[11] the job's last announcement, KEYS[12] the
+-- queue-moved gate (announce_lib.lua).
 -- ARGV as queue_enqueue_announced.lua's. Puts a leased or parked job back at its old place
 -- (one the queue does not know is added, as enqueue does), announces it with its position and
 -- only then wakes the dispatchers, in one step: no dispatcher can take the job again before
@@ -15,6 +16,6 @@ elseif m.state ~= 'w' then
   restore(m)
 end
 local position = rank(m)
-announce(KEYS[10], 5, ARGV[3], position)
+announce(KEYS[10], KEYS[12], 5, ARGV[3], position)
 signal()
 return position
