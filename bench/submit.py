@@ -1,13 +1,15 @@
 """Submission throughput: the whole submit path beside a bare Strawberry mutation.
 
-    python bench/submit.py                                   # SQLite, 16 clients, 10 s
+    python bench/submit.py                         # SQLite, 16 clients, 1 000 users, 10 s
     python bench/submit.py --database-url postgres://postgres@127.0.0.1:5432
     python bench/submit.py --clients 32 --duration 20 --profile /tmp/prof   # needs py-spy
 
 Both servers are uvicorn processes started the same way (one worker, httptools, no access
 log), with Strawberry's parser and validation caches, measured one after the other from this
 process by N concurrent clients, each on its own keep-alive connection, sending the same
-document with new variables each time:
+document with new variables each time, as each of its share of `--users` users in turn (so a
+user has a few unfinished jobs, as the default cap allows, and the API looks a thousand
+tokens up again every 5 s, when its token cache lets them go):
 
 - bare: `submitText2Image(input)` answering a constant job, nothing else;
 - StarGraph: `stargraph api` on the database given (a fresh one, migrated) and Redis (the
