@@ -24,20 +24,44 @@ from stargraph.domain.types import JobId, UserId
 RUNTIME_ERROR = "COMFY_RUNTIME"
 MAX_ERROR_MESSAGE = 2000
 _SAVE_CLASSES = frozenset({"SaveImage"})
+_SAMPLER_PREFIX = "KSampler"  # KSampler, KSamplerAdvanced: the nodes whose steps are the job's
 
 
 @dataclass(frozen=True, slots=True)
 class Follow:
-    """What the listener remembers about one job while its backend runs it."""
+    """What the listener remembers about one job while its backend runs it.
+
+    A job's steps are those of all its samplers that feed the save node, one after the
+    other (a second, upscaling pass adds its steps to the first's): `planned` holds each
+    sampler's step count as its graph sets it, `done` the steps of the samplers that ended.
+    """
 
     job_id: JobId
     user_id: UserId
-    sampler_node: str | None
     save_node: str | None
-    images: tuple[OutputImage, ...] = ()
+    planned: tuple[tuple[str, int], ...] = ()  # (sampler node, steps), in graph order
     running: bool = False
+    sampler: str | None = None  # the sampler stepping now
+    sampler_steps: int = 0  # its step count, as its progress says
+    done: int = 0
+    ended: frozenset[str] = frozenset()  # samplers that ended or were cached
+    images: tuple[OutputImage, ...] = ()
     error: tuple[str, str] | None = None  # (code, message) once execution_error was seen
     interrupted: bool = False
+
+    def step(self, node: str | None, value: int, maximum: int) -> tuple[Follow, Stepped | None]:
+        """The job's step when `node` reports `value` of `maximum`; None for a node that is
+        not one of its samplers (another node's progress bar, a VAE decode's)."""
+        if node is not None and self.planned and all(node != s for s, _ in self.planned):
+            return self, None
+        sampler, done, ended = self.sampler, self.done, self.ended
+        if node is not None and node != sampler:  # the sampler before it has ended
+            if sampler is not None:
+                done, ended = done + self.sampler_steps, ended | {sampler}
+            sampler = node
+        later = sum(steps for s, steps in self.planned if s not in ended and s != sampler)
+        state = replace(self, sampler=sampler, sampler_steps=maximum, done=done, ended=ended)
+        return state, Stepped(done + value, done + maximum + later)
 
 
 # The changes `apply` asks for -------------------------------------------------------------
@@ -83,12 +107,13 @@ Outcome = Succeeded | Failed | Interrupted
 
 
 def follow(job: Job) -> Follow:
-    """Start following `job`, finding its sampler and save nodes in its graph."""
+    """Start following `job`, finding its save node and the samplers that feed it."""
+    save_node = _node_of(job.graph, lambda cls: cls in _SAVE_CLASSES)
     return Follow(
         job_id=job.id,
         user_id=job.user_id,
-        sampler_node=_node_of(job.graph, lambda cls: cls.startswith("KSampler")),
-        save_node=_node_of(job.graph, lambda cls: cls in _SAVE_CLASSES),
+        save_node=save_node,
+        planned=_samplers_feeding(job.graph, save_node),
     )
 
 
@@ -98,9 +123,10 @@ def apply(state: Follow, message: m.Message) -> tuple[Follow, list[Change]]:
         case m.ExecutionStart():
             return replace(state, running=True), [Started()]
         case m.Progress(node=node, value=value, max=maximum):
-            if state.sampler_node is not None and node not in (None, state.sampler_node):
-                return state, []
-            return state, [Stepped(step=int(value), max_steps=int(maximum))]
+            state, stepped = state.step(node, int(value), int(maximum))
+            return state, [] if stepped is None else [stepped]
+        case m.ExecutionCached(nodes=nodes):  # a cached sampler runs no steps
+            return replace(state, ended=state.ended | frozenset(nodes)), []
         case m.PreviewImage() | m.PreviewImageWithMetadata():
             return state, [Previewed(message.image, message.mime_type)]
         case m.Executed(node=node, images=images):
@@ -149,3 +175,46 @@ def _node_of(graph: Mapping[str, Any], wanted: Any) -> str | None:
         if isinstance(node, Mapping) and wanted(str(node.get("class_type", ""))):
             return str(node_id)
     return None
+
+
+def _samplers_feeding(
+    graph: Mapping[str, Any], save_node: str | None
+) -> tuple[tuple[str, int], ...]:
+    """The samplers the save node depends on (all of them without one), each with the steps
+    its inputs set: ComfyUI runs only what an output needs."""
+    needed = set(graph) if save_node is None else _upstream(graph, save_node)
+    return tuple(
+        (str(node_id), _planned_steps(node.get("inputs", {})))
+        for node_id, node in graph.items()
+        if str(node_id) in needed
+        and isinstance(node, Mapping)
+        and str(node.get("class_type", "")).startswith(_SAMPLER_PREFIX)
+    )
+
+
+def _upstream(graph: Mapping[str, Any], node_id: str) -> set[str]:
+    """`node_id` and every node it takes an input from, directly or not."""
+    seen, todo = set(), [node_id]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        node = graph.get(current)
+        inputs = node.get("inputs", {}) if isinstance(node, Mapping) else {}
+        for value in inputs.values() if isinstance(inputs, Mapping) else ():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                todo.append(value[0])  # a link: [source node, output index]
+    return seen
+
+
+def _planned_steps(inputs: Mapping[str, Any]) -> int:
+    """The steps a sampler's inputs make it run; 0 when a link sets them (its progress will
+    tell). KSamplerAdvanced runs from `start_at_step` to `end_at_step` of `steps`."""
+    steps = inputs.get("steps")
+    if not isinstance(steps, int):
+        return 0
+    start, end = inputs.get("start_at_step", 0), inputs.get("end_at_step", steps)
+    if not (isinstance(start, int) and isinstance(end, int)):
+        return steps
+    return max(0, min(end, steps) - start)

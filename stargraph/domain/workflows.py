@@ -59,7 +59,7 @@ class Workflow:
     defaults: WorkflowDefaults
     positive_node: str
     negative_node: str
-    sampler_node: str  # its progress messages are the job's steps
+    sampler_node: str  # it takes the seed
     save_node: str  # its `executed` message carries the images
     node_classes: Mapping[str, str]  # node id → class_type (check against /object_info)
 

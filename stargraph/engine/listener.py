@@ -74,10 +74,11 @@ class _Live:
 
 
 def _ends_soon(live: _Live, step: int, max_steps: int) -> bool:
-    """Whether the sampler reporting `step` of `max_steps` is at its last step but one or,
-    at the job's pace since it started, within `_STANDBY_LEAD_S` of its end. The pace is
-    taken over the whole run, not between two frames: frames read in one burst (a busy
-    worker) would make any pace look instant."""
+    """Whether the job at `step` of `max_steps` (the steps of all its samplers, one after the
+    other) is at its last step but one or, at its pace since it started, within
+    `_STANDBY_LEAD_S` of its last sampler's end. The pace is taken over the whole run, not
+    between two frames: frames read in one burst (a busy worker) would make any pace look
+    instant."""
     left = max_steps - step
     if left <= 1:
         return True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -107,6 +109,57 @@ def test_progress_of_other_nodes_is_not_a_step() -> None:
     state = follow(make_job(1, job_id="p2"))
     _, changes = apply(state, m.Progress(1, 1, "p2", "8"))  # e.g. a VAE decode bar
     assert changes == []
+
+
+def _two_pass_job(job_id: str) -> Any:
+    """t2i with a second, upscaling pass (KSamplerAdvanced "11" from step 2 of 6) between the
+    first sampler and the decode, and a sampler "20" that feeds no output."""
+    job = make_job(1, job_id=job_id, steps=4)
+    graph = copy.deepcopy(job.graph)
+    second = copy.deepcopy(graph["3"])
+    second["class_type"] = "KSamplerAdvanced"
+    second["inputs"] |= {"latent_image": ["10", 0], "steps": 6, "start_at_step": 2,
+                         "end_at_step": 10000}  # fmt: skip
+    graph["10"] = {"class_type": "LatentUpscaleBy",
+                   "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact",
+                              "scale_by": 1.5}}  # fmt: skip
+    graph["11"] = second
+    graph["8"]["inputs"]["samples"] = ["11", 0]
+    graph["20"] = copy.deepcopy(graph["3"]) | {"inputs": graph["3"]["inputs"] | {"steps": 50}}
+    return replace(job, graph=graph)
+
+
+def test_the_steps_of_every_sampler_feeding_the_output_count_one_after_the_other() -> None:
+    """A second pass adds its steps to the first's: the job's progress rises once, from 1 to
+    the sum, and reaches its last step only at the end of the last sampler (where the next
+    job is made ready). A sampler no output needs does not run, and does not count."""
+    state = follow(_two_pass_job("p4"))
+    stepped = []
+    for node, steps in (("3", 4), ("11", 4)):
+        for value in range(1, steps + 1):
+            state, changes = apply(state, m.Progress(value, steps, "p4", node))
+            stepped += changes
+    assert stepped == [Stepped(step, 8) for step in range(1, 9)]
+
+
+def test_a_cached_sampler_adds_no_steps() -> None:
+    state = follow(_two_pass_job("p5"))
+    state, _ = apply(state, m.ExecutionCached("p5", ("4", "5", "6", "7", "3", "10")))
+    changes = []
+    for value in range(1, 5):
+        state, more = apply(state, m.Progress(value, 4, "p5", "11"))
+        changes += more
+    assert changes == [Stepped(step, 4) for step in range(1, 5)]
+
+
+def test_a_sampler_whose_steps_come_through_a_link_counts_once_it_runs() -> None:
+    job = _two_pass_job("p6")
+    graph = copy.deepcopy(job.graph)
+    graph["11"]["inputs"]["steps"] = ["30", 0]  # e.g. from a primitive node
+    state = follow(replace(job, graph=graph))
+    state, first = apply(state, m.Progress(4, 4, "p6", "3"))
+    state, second = apply(state, m.Progress(1, 5, "p6", "11"))
+    assert (first, second) == ([Stepped(4, 4)], [Stepped(5, 9)])
 
 
 def test_cached_outputs_of_another_node_do_not_replace_the_images() -> None:
