@@ -9,11 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stargraph.settings import PROJECT_ROOT
+
+_START = "===== start"  # heads each run's output in the shared log
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Process:
     def start(self) -> Process:
         assert self._popen is None or self._popen.poll() is not None, "already running"
         with self.log.open("ab") as out:
-            out.write(f"\n===== start {' '.join(self._argv[1:])}\n".encode())
+            out.write(f"\n{_START} {' '.join(self._argv[1:])}\n".encode())
             out.flush()
             self._popen = subprocess.Popen(
                 self._argv, cwd=PROJECT_ROOT, env=self._env, stdout=out, stderr=subprocess.STDOUT
@@ -70,6 +73,16 @@ class Process:
     @property
     def exit_code(self) -> int | None:
         return None if self._popen is None else self._popen.poll()
+
+    async def up(self, marker: str, within_s: float = 30.0) -> None:
+        """Wait until this run's output shows `marker`: a process signalled before it has set
+        up its handlers dies of the signal, whatever it would have done with it."""
+        deadline = time.monotonic() + within_s
+        while marker not in self.log.read_text(errors="replace").rsplit(_START, 1)[-1]:
+            assert self.alive, f"exited with {self.exit_code} before {marker!r}\n{self.tail()}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {marker!r} within {within_s} s\n{self.tail()}")
+            await asyncio.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL and reap: no handler, no clean-up, like a power cut."""

@@ -155,6 +155,7 @@ async def test_300_jobs_survive_kills_backend_restarts_and_outages(
                 await FAULTS[fault](drill)
             await wait_terminal(job_ids, within_s=FINISH_WITHIN_S, **watch)
             drill.note("all terminal")
+            await worker.up("worker starting")  # the last fault may have just restarted it
             code = await worker.terminate()
             assert code == 0, "the worker did not stop cleanly\n" + drill.report()
         finally:
