@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -155,6 +156,50 @@ async def test_the_next_job_is_prepared_before_the_slot_frees_and_sent_when_it_d
         assert _most_held(records) == 1  # never more than max_inflight inside ComfyUI
         for before, after in itertools.pairwise(records):
             assert before.finished_at is not None and after.posted_at >= before.finished_at
+
+
+def _two_passes(job: Job, steps: int) -> Job:
+    """`job` with a second pass of `steps` steps (upscaled latent → KSampler) before the decode."""
+    graph = copy.deepcopy(job.graph)
+    graph["10"] = {"class_type": "LatentUpscaleBy",
+                   "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact",
+                              "scale_by": 1.5}}  # fmt: skip
+    second = copy.deepcopy(graph["3"])
+    second["inputs"] |= {"latent_image": ["10", 0], "steps": steps, "denoise": 0.5}
+    graph["11"] = second
+    graph["8"]["inputs"]["samples"] = ["11", 0]
+    return replace(job, graph=graph)
+
+
+async def test_a_two_pass_job_asks_for_its_standby_near_the_end_of_its_last_pass(
+    db: str, redis: Redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The end of the first pass is not the end of the job: the next job stays in the queue,
+    where any backend may take it, until the second pass nears its end."""
+    async with engine_rig(
+        redis, redis_prefix, tmp_path, sim=MANUAL, max_inflight=1, lease_s=8.0, start=False
+    ) as rig:
+        user = await rig.user("tess")
+        first = await rig.submit(_two_passes(make_job(user, steps=4, seed=1), steps=4))
+        waiting = await rig.submit(make_job(user, steps=4, seed=2))
+        await _started_after_a_clean_start(rig)
+        await rig.wait_status(first.id, JobStatus.RUNNING)
+        for _ in range(4):  # the first pass, at a pace of seconds left: no early standby
+            await rig.sims[0].simulator.wait_for_step()
+            await rig.sims[0].simulator.release_steps(1)
+            await asyncio.sleep(0.15)
+        await rig.sims[0].simulator.wait_for_step()  # the second pass waits for its first step
+        await asyncio.sleep(0.3)
+        still = await rig.jobs.get(waiting.id)
+        assert still is not None and still.status is JobStatus.QUEUED
+        for _ in range(3):  # the second pass to its last step
+            await rig.sims[0].simulator.release_steps(1)
+            await rig.sims[0].simulator.wait_for_step()
+        await rig.wait_status(waiting.id, JobStatus.DISPATCHED)
+        assert [r.prompt_id for r in rig.sims[0].records] == [first.id]  # not sent yet
+        await rig.sims[0].simulator.release_steps(None)
+        done = await rig.wait_terminal([first.id, waiting.id])
+        assert {j.status for j in done} == {JobStatus.SUCCEEDED}
 
 
 async def _back_in_its_place(rig: Rig, job: Job) -> None:
