@@ -33,13 +33,14 @@ class Follow:
 
     A job's steps are those of all its samplers that feed the save node, one after the
     other (a second, upscaling pass adds its steps to the first's): `planned` holds each
-    sampler's step count as its graph sets it, `done` the steps of the samplers that ended.
+    sampler's step count as its graph sets it and the samplers it takes its input from,
+    `done` the steps of the samplers that ended.
     """
 
     job_id: JobId
     user_id: UserId
     save_node: str | None
-    planned: tuple[tuple[str, int], ...] = ()  # (sampler node, steps), in graph order
+    planned: tuple[Planned, ...] = ()
     running: bool = False
     sampler: str | None = None  # the sampler stepping now
     sampler_steps: int = 0  # its step count, as its progress says
@@ -52,16 +53,31 @@ class Follow:
     def step(self, node: str | None, value: int, maximum: int) -> tuple[Follow, Stepped | None]:
         """The job's step when `node` reports `value` of `maximum`; None for a node that is
         not one of its samplers (another node's progress bar, a VAE decode's)."""
-        if node is not None and self.planned and all(node != s for s, _ in self.planned):
+        plan = {p.node: p for p in self.planned}
+        if node is not None and plan and node not in plan:
             return self, None
         sampler, done, ended = self.sampler, self.done, self.ended
         if node is not None and node != sampler:  # the sampler before it has ended
             if sampler is not None:
                 done, ended = done + self.sampler_steps, ended | {sampler}
+            if node in plan:  # and so have those it takes its input from (followed late?)
+                missed = plan[node].after - ended
+                done += sum(plan[s].steps for s in missed)
+                ended |= missed
             sampler = node
-        later = sum(steps for s, steps in self.planned if s not in ended and s != sampler)
+        later = sum(p.steps for p in self.planned if p.node not in ended and p.node != sampler)
         state = replace(self, sampler=sampler, sampler_steps=maximum, done=done, ended=ended)
         return state, Stepped(done + value, done + maximum + later)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A sampler of the job: the steps its inputs set (0 when a link sets them: its progress
+    tells), and the samplers it takes its input from, directly or not."""
+
+    node: str
+    steps: int
+    after: frozenset[str]
 
 
 # The changes `apply` asks for -------------------------------------------------------------
@@ -177,18 +193,24 @@ def _node_of(graph: Mapping[str, Any], wanted: Any) -> str | None:
     return None
 
 
-def _samplers_feeding(
-    graph: Mapping[str, Any], save_node: str | None
-) -> tuple[tuple[str, int], ...]:
-    """The samplers the save node depends on (all of them without one), each with the steps
-    its inputs set: ComfyUI runs only what an output needs."""
+def _samplers_feeding(graph: Mapping[str, Any], save_node: str | None) -> tuple[Planned, ...]:
+    """The samplers the save node depends on (all of them without one): ComfyUI runs only
+    what an output needs."""
     needed = set(graph) if save_node is None else _upstream(graph, save_node)
-    return tuple(
-        (str(node_id), _planned_steps(node.get("inputs", {})))
+    samplers = {
+        str(node_id): node
         for node_id, node in graph.items()
         if str(node_id) in needed
         and isinstance(node, Mapping)
         and str(node.get("class_type", "")).startswith(_SAMPLER_PREFIX)
+    }
+    return tuple(
+        Planned(
+            node_id,
+            _planned_steps(node.get("inputs", {})),
+            frozenset(_upstream(graph, node_id) & samplers.keys() - {node_id}),
+        )
+        for node_id, node in samplers.items()
     )
 
 

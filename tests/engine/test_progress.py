@@ -142,6 +142,12 @@ def test_the_steps_of_every_sampler_feeding_the_output_count_one_after_the_other
     assert stepped == [Stepped(step, 8) for step in range(1, 9)]
 
 
+def test_a_job_followed_during_its_second_pass_counts_the_first_as_done() -> None:
+    state = follow(_two_pass_job("p7"))  # e.g. a worker that restarted mid-run
+    _, changes = apply(state, m.Progress(2, 4, "p7", "11"))
+    assert changes == [Stepped(6, 8)]
+
+
 def test_a_cached_sampler_adds_no_steps() -> None:
     state = follow(_two_pass_job("p5"))
     state, _ = apply(state, m.ExecutionCached("p5", ("4", "5", "6", "7", "3", "10")))
