@@ -12,7 +12,7 @@ from strawberry.types import Info
 from stargraph.domain import events as domain
 from stargraph.domain.types import ImageId
 from stargraph.schema.context import Context
-from stargraph.schema.types import Image, JobError, JobStatusEnum
+from stargraph.schema.types import MAX_STEPS, STEP, Image, JobError, JobStatusEnum
 
 
 @strawberry.interface(description="Something that happened to a job. `cursor` resumes a stream.")
@@ -40,8 +40,8 @@ class JobStarted(JobEvent):
 
 @strawberry.type
 class JobProgress(JobEvent):
-    step: int
-    max_steps: int
+    step: int = strawberry.field(description=STEP)
+    max_steps: int = strawberry.field(description=MAX_STEPS)
     fraction: float
 
 

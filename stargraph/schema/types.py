@@ -88,10 +88,14 @@ class LedgerEntry:
         )
 
 
+STEP = "Sampler steps done: those of every sampler that feeds the output, one after the other."
+MAX_STEPS = "The job's sampler steps in all: a second (upscaling) pass adds its own."
+
+
 @strawberry.type
 class Progress:
-    step: int
-    max_steps: int
+    step: int = strawberry.field(description=STEP)
+    max_steps: int = strawberry.field(description=MAX_STEPS)
     fraction: float
 
     @classmethod
