@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 from tortoise.expressions import Q
 from tortoise.fields.data import JSON_DUMPS
@@ -13,6 +14,10 @@ from stargraph.domain.types import BackendId, ImageId, JobId, Priority, UserId
 from stargraph.store.models import ImageRow, JobRow
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
     """Databases without time zones hand back naive UTC datetimes."""
     if value is None or value.tzinfo is not None:
@@ -52,7 +57,7 @@ def job_from_row(row: JobRow) -> Job:
         translated_prompt=row.translated_prompt,
         translation=TranslationState(row.translation),
         cost=row.cost,
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        created_at=aware(row.created_at),
         graph=row.graph,
         idempotency_key=row.idempotency_key,
         charged=row.charged,
@@ -99,5 +104,5 @@ def image_from_row(row: ImageRow) -> Image:
         width=row.width,
         height=row.height,
         seed=row.seed,
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        created_at=aware(row.created_at),
     )

@@ -419,5 +419,5 @@ def _entry(row: LedgerEntryRow) -> LedgerEntry:
         frozen_after=row.frozen_after,
         job_id=JobId(row.job_id) if row.job_id else None,
         reason=row.reason,
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        created_at=aware(row.created_at),
     )

@@ -175,8 +175,7 @@ _LIVE_TOKEN = sql.Statement(
 
 def _datetime(value: datetime | str) -> datetime:
     """A datetime column as raw SQL reads it: SQLite hands back its ISO text."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 class _RecentTokens:
@@ -209,5 +208,5 @@ def _user(row: UserRow) -> User:
         id=UserId(row.id),
         username=row.username,
         role=Role(row.role),
-        created_at=aware(row.created_at),  # type: ignore[arg-type]
+        created_at=aware(row.created_at),
     )
