@@ -8,7 +8,7 @@ for i = 2, #ARGV, 3 do
   elseif m.state == 'p' then
     restore(m)
   end
-  if m.state == 'w' then out[#out + 1] = rank(m) else out[#out + 1] = 0 end
+  out[#out + 1] = place_or(m, 0)
 end
 signal()
 return out

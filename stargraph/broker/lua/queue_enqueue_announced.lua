@@ -1,7 +1,7 @@
--- KEYS[10] the owner's event stream, KEYS[11] the queue-moved gate. ARGV: channel, job, user, band, then the job's JobQueued
--- event (announce_lib.lua). Adds the job as enqueue does, announces it with its position (0
--- while leased) and only then wakes the dispatchers, all in one step: no dispatcher can take
--- the job before its event is out. Returns the position.
+-- KEYS[10] the owner's event stream, KEYS[11] the queue-moved gate. ARGV: channel, job, user,
+-- band, then the job's JobQueued event (announce_lib.lua). Adds the job as enqueue does,
+-- announces it with its position (0 while leased) and only then wakes the dispatchers, all in
+-- one step: no dispatcher can take the job before its event is out. Returns the position.
 -- A job the queue already holds, waiting or leased, is left alone and not announced again:
 -- the same call sent twice (a pipeline resent after a lost connection) must not publish a
 -- second JobQueued, least of all after a dispatcher took the job.
@@ -14,8 +14,7 @@ elseif m.state == 'p' then
 else
   entered = false
 end
-local position = 0
-if m.state == 'w' then position = rank(m) end
+local position = place_or(m, 0)
 if entered then
   announce(KEYS[10], KEYS[11], 5, ARGV[3], position)
   signal()

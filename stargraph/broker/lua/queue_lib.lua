@@ -54,6 +54,12 @@ end
 
 local function rank(m) return redis.call('ZRANK', ORDER, m.member) + 1 end
 
+-- A job's 1-based place while it waits; `otherwise` when it is unknown, leased or parked.
+local function place_or(m, otherwise)
+  if m and m.state == 'w' then return rank(m) end
+  return otherwise
+end
+
 local cursors = {}  -- read once per script run
 local function cursor(band)
   if not cursors[band] then cursors[band] = redis.call('HGET', CURSOR, band) or ORIGIN end

@@ -2,6 +2,6 @@
 local out = {}
 for i = 2, #ARGV do
   local m = load(ARGV[i])
-  if m and m.state == 'w' then out[#out + 1] = rank(m) else out[#out + 1] = false end
+  out[#out + 1] = place_or(m, false)
 end
 return out

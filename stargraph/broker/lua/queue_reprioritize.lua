@@ -8,10 +8,7 @@
 local announced = #ARGV > 3
 local EVENT = 5  -- where the event's arguments start (announce_lib.lua)
 local m = load(ARGV[2])
-if announced and not first_sending(KEYS[11], EVENT) then
-  if m and m.state == 'w' then return rank(m) end
-  return false
-end
+if announced and not first_sending(KEYS[11], EVENT) then return place_or(m, false) end
 if not m or m.state ~= 'w' then
   if announced then tick_from(KEYS[12], EVENT) end
   return false

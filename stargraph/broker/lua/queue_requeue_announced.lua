@@ -6,10 +6,7 @@
 -- its event is out. Returns the position (0 while leased). The same call resent does nothing:
 -- above all, it does not take the job back from a dispatcher that claimed it meanwhile.
 local m = load(ARGV[2])
-if not first_sending(KEYS[11], 5) then
-  if m and m.state == 'w' then return rank(m) end
-  return 0
-end
+if not first_sending(KEYS[11], 5) then return place_or(m, 0) end
 if not m then
   m = add_new(ARGV[2], ARGV[3], ARGV[4])
 elseif m.state ~= 'w' then
