@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from stargraph.domain.jobs import Job, JobParams, JobStatus, TranslationState
@@ -58,3 +60,17 @@ def make_job(
         created_at=created_at or datetime.now(UTC),
         graph=CATALOG.render("t2i", jid, params, prompt, ""),
     )
+
+
+def with_second_pass(job: Job, steps: int) -> Job:
+    """`job` with a second, upscaling pass between its sampler and the decode: the latent
+    upscaled ("10"), then a KSampler ("11") of `steps` steps that feeds the decode."""
+    graph = copy.deepcopy(job.graph)
+    graph["10"] = {"class_type": "LatentUpscaleBy",
+                   "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact",
+                              "scale_by": 1.5}}  # fmt: skip
+    second = copy.deepcopy(graph["3"])
+    second["inputs"] |= {"latent_image": ["10", 0], "steps": steps, "denoise": 0.5}
+    graph["11"] = second
+    graph["8"]["inputs"]["samples"] = ["11", 0]
+    return replace(job, graph=graph)

@@ -24,7 +24,7 @@ from stargraph.domain.progress import (
     outcome_of_history,
 )
 from tests.comfy.recordings import load_transcript, rebuild_binary
-from tests.engine.factory import make_job
+from tests.engine.factory import make_job, with_second_pass
 
 
 def _frames(name: str, prompt_id: str, sock: str | None = None) -> list[m.Message]:
@@ -114,17 +114,11 @@ def test_progress_of_other_nodes_is_not_a_step() -> None:
 def _two_pass_job(job_id: str) -> Any:
     """t2i with a second, upscaling pass (KSamplerAdvanced "11" from step 2 of 6) between the
     first sampler and the decode, and a sampler "20" that feeds no output."""
-    job = make_job(1, job_id=job_id, steps=4)
+    job = with_second_pass(make_job(1, job_id=job_id, steps=4), steps=6)
     graph = copy.deepcopy(job.graph)
-    second = copy.deepcopy(graph["3"])
-    second["class_type"] = "KSamplerAdvanced"
-    second["inputs"] |= {"latent_image": ["10", 0], "steps": 6, "start_at_step": 2,
-                         "end_at_step": 10000}  # fmt: skip
-    graph["10"] = {"class_type": "LatentUpscaleBy",
-                   "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact",
-                              "scale_by": 1.5}}  # fmt: skip
-    graph["11"] = second
-    graph["8"]["inputs"]["samples"] = ["11", 0]
+    graph["11"]["class_type"] = "KSamplerAdvanced"
+    del graph["11"]["inputs"]["denoise"]  # KSamplerAdvanced has none
+    graph["11"]["inputs"] |= {"start_at_step": 2, "end_at_step": 10000}
     graph["20"] = copy.deepcopy(graph["3"]) | {"inputs": graph["3"]["inputs"] | {"steps": 50}}
     return replace(job, graph=graph)
 

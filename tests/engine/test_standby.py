@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -22,7 +21,7 @@ from stargraph.domain.types import BackendId, JobId, Principal, Role, UserId
 from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker
 from tests.engine.counts import fresh
-from tests.engine.factory import make_job
+from tests.engine.factory import make_job, with_second_pass
 from tests.engine.harness import FAST, Rig, engine_rig
 
 B = BackendId("http://b")
@@ -158,19 +157,6 @@ async def test_the_next_job_is_prepared_before_the_slot_frees_and_sent_when_it_d
             assert before.finished_at is not None and after.posted_at >= before.finished_at
 
 
-def _two_passes(job: Job, steps: int) -> Job:
-    """`job` with a second pass of `steps` steps (upscaled latent → KSampler) before the decode."""
-    graph = copy.deepcopy(job.graph)
-    graph["10"] = {"class_type": "LatentUpscaleBy",
-                   "inputs": {"samples": ["3", 0], "upscale_method": "nearest-exact",
-                              "scale_by": 1.5}}  # fmt: skip
-    second = copy.deepcopy(graph["3"])
-    second["inputs"] |= {"latent_image": ["10", 0], "steps": steps, "denoise": 0.5}
-    graph["11"] = second
-    graph["8"]["inputs"]["samples"] = ["11", 0]
-    return replace(job, graph=graph)
-
-
 async def test_a_two_pass_job_asks_for_its_standby_near_the_end_of_its_last_pass(
     db: str, redis: Redis, redis_prefix: str, tmp_path: Path
 ) -> None:
@@ -180,7 +166,7 @@ async def test_a_two_pass_job_asks_for_its_standby_near_the_end_of_its_last_pass
         redis, redis_prefix, tmp_path, sim=MANUAL, max_inflight=1, lease_s=8.0, start=False
     ) as rig:
         user = await rig.user("tess")
-        first = await rig.submit(_two_passes(make_job(user, steps=4, seed=1), steps=4))
+        first = await rig.submit(with_second_pass(make_job(user, steps=4, seed=1), steps=4))
         waiting = await rig.submit(make_job(user, steps=4, seed=2))
         await _started_after_a_clean_start(rig)
         await rig.wait_status(first.id, JobStatus.RUNNING)
