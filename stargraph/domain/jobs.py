@@ -164,16 +164,20 @@ class JobStore(Protocol):
     settled exactly once however many listeners or retries see its end.
     """
 
-    async def create_queued(self, job: Job) -> tuple[Job, bool]:
+    async def create_queued(self, job: Job, max_unfinished: int | None = None) -> tuple[Job, bool]:
         """Hold `job.cost` and insert the row; with an idempotency key already used by the
-        user, return the existing job and False instead."""
+        user, return the existing job and False instead. Raises QueueFull, with nothing
+        written, when the user already has `max_unfinished` jobs that are not terminal
+        (counted in the transaction that holds), InsufficientPoints or NotFound likewise."""
         ...
 
     async def get(self, job_id: JobId) -> Job | None: ...
 
     async def get_by_idempotency_key(self, user_id: UserId, key: str) -> Job | None: ...
 
-    async def count_unfinished(self, user_id: UserId) -> int: ...
+    async def count_unfinished(self, user_id: UserId) -> int:
+        """The user's jobs that are not terminal (what `max_unfinished` caps)."""
+        ...
 
     async def page_for_user(
         self,

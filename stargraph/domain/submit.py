@@ -1,9 +1,11 @@
 """Submitting a text-to-image job: the path from a user's request to a waiting job.
 
-validate → idempotency → per-user limits → translate (prompt and negative prompt) → render
-→ hold + QUEUED row (one transaction) → enqueue → event. A rejection leaves no job, no hold
-and nothing queued; one refused after the rate limit counted it (translation unavailable,
-not enough points) has used its turn, as the model was asked or the database was.
+validate → idempotency → rate limit → translate (prompt and negative prompt) → render
+→ hold + QUEUED row (one transaction, which also enforces the cap on unfinished jobs) →
+enqueue → event. A prompt that needs the model has the cap checked before it is asked too,
+so a user at the cap never costs a translation. A rejection leaves no job, no hold and
+nothing queued; one refused after the rate limit counted it (translation unavailable, not
+enough points, the cap) has used its turn, as the model was asked or the database was.
 A crash between the commit and the enqueue loses nothing: `restore_queue` (the sweeper)
 puts QUEUED jobs that the queue lacks back in it.
 """
@@ -22,7 +24,7 @@ from stargraph.domain.events import job_queued
 from stargraph.domain.jobs import Job, JobParams, JobStatus, JobStore, TranslationState
 from stargraph.domain.params import SubmitRequest, validate
 from stargraph.domain.queue import JobQueue
-from stargraph.domain.translation import PromptTranslator, enhance
+from stargraph.domain.translation import PromptTranslator, enhance, needs_translation
 from stargraph.domain.types import JobId, Principal, Priority, new_job_id
 from stargraph.domain.workflows import WorkflowCatalog
 
@@ -107,8 +109,18 @@ class Submitter:
             existing = await self._jobs.get_by_idempotency_key(principal.user_id, key)
             if existing is not None:
                 return Submitted(existing, await self._position_of(existing))
-        await self._check_limits(principal)
-        job, created = await self._jobs.create_queued(await self._prepare(principal, params, key))
+        await self._limiter.hit(
+            f"submit:{principal.user_id}", self._policy.submits_per_minute, 60.0
+        )
+        limit = self._policy.max_queued_per_user
+        if (
+            self._needs_model(params)
+            and await self._jobs.count_unfinished(principal.user_id) >= limit
+        ):
+            raise QueueFull.at(limit)
+        job, created = await self._jobs.create_queued(
+            await self._prepare(principal, params, key), limit
+        )
         if not created:  # a concurrent submission with the same key won
             return Submitted(job, await self._position_of(job))
         return Submitted(job, await self._enqueue(job))
@@ -125,14 +137,9 @@ class Submitter:
             raise Forbidden("only administrators may submit with HIGH or URGENT priority")
         return params
 
-    async def _check_limits(self, principal: Principal) -> None:
-        """The queued-jobs cap first: a submission it refuses uses no rate-limit turn."""
-        limit = self._policy.max_queued_per_user
-        if await self._jobs.count_unfinished(principal.user_id) >= limit:
-            raise QueueFull(f"you already have {limit} unfinished jobs; wait for some to finish")
-        await self._limiter.hit(
-            f"submit:{principal.user_id}", self._policy.submits_per_minute, 60.0
-        )
+    @staticmethod
+    def _needs_model(params: JobParams) -> bool:
+        return needs_translation(params.prompt) or needs_translation(params.negative_prompt)
 
     async def _position_of(self, job: Job) -> int | None:
         """A known job's place; a QUEUED one the queue lacks (its submitter is between the

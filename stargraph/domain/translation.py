@@ -156,6 +156,8 @@ def segments_to_translate(text: str) -> list[str]:
 
 def needs_translation(text: str) -> bool:
     """True when some text outside SD syntax holds Chinese characters."""
+    if text.isascii():
+        return False
     return bool(segments_to_translate(normalize_punctuation(text)))
 
 

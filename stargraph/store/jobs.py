@@ -12,6 +12,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from stargraph.batching import Batcher
+from stargraph.domain.errors import Conflict, QueueFull
 from stargraph.domain.jobs import (
     IN_ENGINE,
     TERMINAL,
@@ -35,7 +36,7 @@ from stargraph.store.convert import (
     older_than,
 )
 from stargraph.store.db import is_deadlock
-from stargraph.store.ledger import JobRowValues, NewJobHold, TortoiseLedger
+from stargraph.store.ledger import JobRowValues, NewJobHold, RowCap, TortoiseLedger
 from stargraph.store.models import ImageRow, JobRow
 
 _MAX_ERROR_MESSAGE = 2000
@@ -51,47 +52,65 @@ _UNDO_DISPATCH = sql.Statement(
     "UPDATE jobs SET status = ?, backend = NULL, dispatched_at = NULL, attempts = attempts - 1"
     " WHERE id = ? AND status = ? AND attempts = ?"
 )
-_UNFINISHED = sorted(set(JobStatus) - TERMINAL)
+_UNFINISHED_SQL = ", ".join(f"'{s.value}'" for s in sorted(set(JobStatus) - TERMINAL))
+
+
+_COUNT_UNFINISHED = sql.Statement(
+    f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL})"
+)
+_REFUSED_ATTEMPTS = 3  # a refused hold whose reason is gone by the time it is asked runs again
 
 
 @cache
-def _count_unfinished(users: int) -> sql.Statement:
-    return sql.Statement(
-        f"SELECT user_id, COUNT(*) AS n FROM jobs WHERE user_id IN ({', '.join('?' * users)})"
-        f" AND status IN ({', '.join('?' * len(_UNFINISHED))}) GROUP BY user_id"
-    )
+def _unfinished_below(limit: int) -> RowCap:
+    return RowCap(f"status IN ({_UNFINISHED_SQL})", limit)
 
 
 def _job_row(job: Job) -> JobRowValues:
     return ("jobs", NEW_JOB_COLUMNS, new_job_row(job))
 
 
+_Creation = tuple[Job, int | None]  # the job, and the user's cap on unfinished jobs
+
+
 class TortoiseJobStore:
-    """Submissions made at once share transactions: `count_unfinished` and `create_queued`
-    calls that arrive while one is in flight go together in the next (`Batcher`), unless
-    the caller holds a transaction (they then join it, one by one)."""
+    """Submissions made at once share transactions: `create_queued` calls that arrive while
+    one is in flight go together in the next (`Batcher`), unless the caller holds a
+    transaction (they then join it, one by one)."""
 
     def __init__(self, ledger: TortoiseLedger) -> None:
         self._ledger = ledger
-        self._counts: Batcher[UserId, int] = Batcher(self._count_unfinished_of, name="counts")
-        self._creations: Batcher[Job, tuple[Job, bool]] = Batcher(
+        self._creations: Batcher[_Creation, tuple[Job, bool]] = Batcher(
             self._create_batch, max_batch=_CREATE_BATCH, name="creations"
         )
 
-    async def create_queued(self, job: Job) -> tuple[Job, bool]:
+    async def create_queued(self, job: Job, max_unfinished: int | None = None) -> tuple[Job, bool]:
         if sql.in_transaction():
-            return await self._create_one(job)
-        return await self._creations(job)
+            return await self._create_one(job, max_unfinished)
+        return await self._creations((job, max_unfinished))
 
-    async def _create_one(self, job: Job) -> tuple[Job, bool]:
-        try:
-            await self._ledger.hold_new_job(job.user_id, job.id, job.cost, _job_row(job))
-        except IntegrityError:
-            existing = await self._first_with_key(job)
-            if existing is None:
-                raise
-            return existing, False
-        return job, True
+    async def _create_one(self, job: Job, max_unfinished: int | None) -> tuple[Job, bool]:
+        cap = None if max_unfinished is None else _unfinished_below(max_unfinished)
+        hold = NewJobHold(job.user_id, job.id, job.cost, _job_row(job))
+        for _ in range(_REFUSED_ATTEMPTS):
+            try:
+                if (await self._ledger.hold_new_jobs([hold], cap))[0]:
+                    return job, True
+            except IntegrityError:
+                existing = await self._first_with_key(job)
+                if existing is None:
+                    raise
+                return existing, False
+            await self._explain_refusal(job, max_unfinished)
+        raise Conflict("the hold was refused, yet its reasons were gone each time; try again")
+
+    async def _explain_refusal(self, job: Job, max_unfinished: int | None) -> None:
+        """Raise why the hold was refused (the cap, no account, not enough points); return
+        when neither holds any more (a job finished meanwhile)."""
+        limit = max_unfinished
+        if limit is not None and await self.count_unfinished(job.user_id) >= limit:
+            raise QueueFull.at(limit)
+        await self._ledger.refuse_hold(job.user_id, job.cost)
 
     async def _first_with_key(self, job: Job) -> Job | None:
         """After a clash: the job created first with the same idempotency key, if any."""
@@ -99,41 +118,47 @@ class TortoiseJobStore:
             return None
         return await self.get_by_idempotency_key(job.user_id, job.idempotency_key)
 
-    async def _create_batch(self, jobs: list[Job]) -> list[tuple[Job, bool] | BaseException]:
-        """`create_queued` for many jobs: those of distinct users in one transaction (a
-        user's next job waits for the next wave, after the freeze of the one before). A
-        refused hold, or every job of a wave with a clash or chosen as a deadlock victim,
-        runs again on its own, which gives each job its own answer or error. Accounts are
-        frozen in user id order, so that two processes' waves take their row locks in one
-        order."""
-        results: list[tuple[Job, bool] | BaseException | None] = [None] * len(jobs)
-        waiting = list(range(len(jobs)))
+    async def _create_batch(
+        self, creations: list[_Creation]
+    ) -> list[tuple[Job, bool] | BaseException]:
+        """`create_queued` for many jobs: those of distinct users and the same cap in one
+        transaction (a user's next job waits for the next wave, after the freeze of the one
+        before). A refused hold, or every job of a wave with a clash or chosen as a deadlock
+        victim, runs again on its own, which gives each job its own answer or error.
+        Accounts are frozen in user id order, so that two processes' waves take their row
+        locks in one order."""
+        results: list[tuple[Job, bool] | BaseException | None] = [None] * len(creations)
+        waiting = list(range(len(creations)))
         while waiting:
+            cap = creations[waiting[0]][1]
             wave: dict[UserId, int] = {}
             for index in waiting:
-                wave.setdefault(jobs[index].user_id, index)
+                job, job_cap = creations[index]
+                if job_cap == cap:
+                    wave.setdefault(job.user_id, index)
             members = [wave[user_id] for user_id in sorted(wave)]
             taken_now = set(members)
             waiting = [index for index in waiting if index not in taken_now]
-            holds = [
-                NewJobHold(jobs[i].user_id, jobs[i].id, jobs[i].cost, _job_row(jobs[i]))
-                for i in members
-            ]
+            jobs = [creations[i][0] for i in members]
+            holds = [NewJobHold(j.user_id, j.id, j.cost, _job_row(j)) for j in jobs]
             try:
-                taken = await self._ledger.hold_new_jobs(holds)
+                row_cap = None if cap is None else _unfinished_below(cap)
+                taken = await self._ledger.hold_new_jobs(holds, row_cap)
             except Exception as exc:  # the wave wrote nothing; earlier waves keep their answers
                 if not (isinstance(exc, IntegrityError) or is_deadlock(exc)):
                     for index in members:
                         results[index] = exc
                     continue
                 taken = [False] * len(members)
-            for index, ok in zip(members, taken, strict=True):
-                results[index] = (jobs[index], True) if ok else await self._alone(jobs[index])
+            for index, job, ok in zip(members, jobs, taken, strict=True):
+                results[index] = (job, True) if ok else await self._alone(job, cap)
         return [r for r in results if r is not None]
 
-    async def _alone(self, job: Job) -> tuple[Job, bool] | BaseException:
+    async def _alone(
+        self, job: Job, max_unfinished: int | None
+    ) -> tuple[Job, bool] | BaseException:
         try:
-            return await self._create_one(job)
+            return await self._create_one(job, max_unfinished)
         except Exception as exc:
             return exc
 
@@ -146,15 +171,8 @@ class TortoiseJobStore:
         return job_from_row(row) if row else None
 
     async def count_unfinished(self, user_id: UserId) -> int:
-        if sql.in_transaction():
-            return (await self._count_unfinished_of([user_id]))[0]
-        return await self._counts(user_id)
-
-    async def _count_unfinished_of(self, user_ids: list[UserId]) -> list[int]:
-        distinct = sorted(set(user_ids))
-        rows = await sql.fetch(_count_unfinished(len(distinct)), *distinct, *_UNFINISHED)
-        counts = {int(row["user_id"]): int(row["n"]) for row in rows}
-        return [counts.get(int(user_id), 0) for user_id in user_ids]
+        """The user's jobs that are not terminal (what `max_unfinished` caps)."""
+        return int((await sql.fetch(_COUNT_UNFINISHED, user_id))[0]["n"])
 
     async def page_for_user(
         self,

@@ -1,12 +1,13 @@
 """Tortoise implementation of the domain's Ledger.
 
 Each method is one transaction (a savepoint when the caller already holds one, so a use case
-can hold points and write its job row atomically); `hold_new_job` joins the caller's
-transaction with the job's row, without a savepoint. `hold_new_jobs` takes the holds of many
-users' new jobs at once (the submissions that arrive together): on PostgreSQL the freezes, the
-holds, their entries and the jobs' rows are one statement (data-modifying CTEs over arrays,
-atomic by themselves), one round trip instead of BEGIN, four statements and COMMIT; elsewhere
-one transaction (on SQLite one freeze statement for all of them). The hold's statements are raw SQL
+can hold points and write its job row atomically). `hold_new_jobs` takes the holds of new
+jobs, many users' at once (the submissions that arrive together), each with its job's row and,
+given a cap, only while the user has fewer than so many unfinished jobs: on PostgreSQL the
+freezes (and the cap's counts), the holds, their entries and the jobs' rows are one statement
+(data-modifying CTEs over arrays, atomic by themselves), one round trip instead of BEGIN, four
+statements and COMMIT; elsewhere one transaction (on SQLite one freeze statement for all of
+them). The hold's statements are raw SQL
 (`store.sql`): they run on every submission. Exactly-once comes from the database:
 `ledger_entries.move_key` is unique, a hold is the primary key of `holds`, and settling flips
 `holds.settled` with a conditional UPDATE that only one caller can win. Every conditional
@@ -64,6 +65,17 @@ class NewJobHold:
     row: JobRowValues
 
 
+@dataclass(frozen=True, slots=True)
+class RowCap:
+    """Hold only while the user has fewer than `limit` rows that match `condition` (SQL over
+    the columns of the table the hold's row goes to, no placeholders) in that table. The
+    statement that freezes the points counts them, so one process never lets two of a user's
+    holds past the cap together."""
+
+    condition: str
+    limit: int
+
+
 class TortoiseLedger:
     """Points in SQL: `accounts` holds the balances, `ledger_entries` every move."""
 
@@ -98,25 +110,16 @@ class TortoiseLedger:
         except IntegrityError:
             return await _repeated(key, user_id)
 
-    async def hold_new_job(
-        self,
-        user_id: UserId,
-        job_id: JobId,
-        amount: int,
-        row: JobRowValues,
-    ) -> None:
-        """`hold` for a job never held before, and the INSERT of `row` (table, columns,
-        values: the job's row) with it, all or nothing; no balance read back (the submit
-        path). Raises InsufficientPoints or NotFound, or IntegrityError for a repeated hold
-        or a clash in `row`, with nothing written."""
-        if not (await self.hold_new_jobs([NewJobHold(user_id, job_id, amount, row)]))[0]:
-            await _refuse(user_id)
-
-    async def hold_new_jobs(self, holds: Sequence[NewJobHold]) -> list[bool]:
-        """`hold_new_job` for jobs of distinct users, all rows in one table: one statement
-        on PostgreSQL; elsewhere one transaction, one freeze per user, then each table's rows
-        in one call. Per hold, whether it was taken; a refused one wrote nothing. Raises
-        IntegrityError, with nothing written, when any row clashes."""
+    async def hold_new_jobs(
+        self, holds: Sequence[NewJobHold], cap: RowCap | None = None
+    ) -> list[bool]:
+        """`hold` for jobs never held before, of distinct users, each with the INSERT of its
+        `row` (table, columns, values: the job's row), all rows in one table; no balance read
+        back (the submit path). One statement on PostgreSQL; elsewhere one transaction, the
+        freezes (one statement on SQLite), then the rows in one call per table. Per hold,
+        whether it was taken: a refused one (no account, not enough points, or the user at
+        `cap`) wrote nothing. Raises IntegrityError, with nothing written, when any row
+        clashes (a repeated hold, or a clash in a row)."""
         if len({hold.user_id for hold in holds}) != len(holds):
             raise ValueError("one hold per user in a batch: each freeze must see its own row")
         if len({(hold.row[0], tuple(hold.row[1])) for hold in holds}) > 1:
@@ -124,9 +127,11 @@ class TortoiseLedger:
         for hold in holds:
             check_hold(hold.amount)
         if sql.dialect() == "postgres":
-            return await _hold_many_in_one_statement(holds)
+            return await _hold_many_in_one_statement(holds, cap)
         async with in_transaction():
-            taken = await _freeze_many([(hold.user_id, hold.amount) for hold in holds])
+            taken = await _freeze_many(
+                [(hold.user_id, hold.amount) for hold in holds], holds[0].row[0], cap
+            )
             held = [hold for hold, ok in zip(holds, taken, strict=True) if ok]
             if held:
                 now, kind = datetime.now(UTC), EntryKind.HOLD.value
@@ -140,6 +145,14 @@ class TortoiseLedger:
                 table, columns = held[0].row[0], tuple(held[0].row[1])
                 await sql.execute_many(_insert(table, columns), [h.row[2] for h in held])
         return taken
+
+    async def refuse_hold(self, user_id: UserId, amount: int) -> None:
+        """After a refused hold of `amount`: raise NotFound without an account, or
+        InsufficientPoints when fewer points are available; return when the account has them
+        now (the refusal had another reason, or the balance moved since)."""
+        balance = await _read_balance(user_id)
+        if balance.available < amount:
+            raise InsufficientPoints(f"not enough points: {balance.available} available")
 
     async def settle(self, job_id: JobId, capture: int) -> Settlement:
         """Capture up to the hold, release the rest; once per job, repeats return the first."""
@@ -228,7 +241,9 @@ _COLUMN_TYPES = Statement(
 _column_types: dict[str, dict[str, str]] = {}  # PostgreSQL: table → column → type, read once
 
 
-async def _hold_many_in_one_statement(holds: Sequence[NewJobHold]) -> list[bool]:
+async def _hold_many_in_one_statement(
+    holds: Sequence[NewJobHold], cap: RowCap | None
+) -> list[bool]:
     """PostgreSQL: `hold_new_jobs` as one statement; each value travels as an array with
     one element per hold."""
     table, columns = holds[0].row[0], tuple(holds[0].row[1])
@@ -236,7 +251,8 @@ async def _hold_many_in_one_statement(holds: Sequence[NewJobHold]) -> list[bool]
     if types is None:
         rows = await sql.fetch(_COLUMN_TYPES, table)
         types = _column_types[table] = {row["name"]: row["type"] for row in rows}
-    statement = _hold_many_and_insert(table, columns, tuple(types[c] for c in columns))
+    condition = None if cap is None else cap.condition
+    statement = _hold_many_and_insert(table, columns, tuple(types[c] for c in columns), condition)
     now = datetime.now(UTC)
     taken = await sql.fetch(
         statement,
@@ -244,6 +260,7 @@ async def _hold_many_in_one_statement(holds: Sequence[NewJobHold]) -> list[bool]
         [hold.job_id for hold in holds],
         [hold.amount for hold in holds],
         [hold_key(hold.job_id) for hold in holds],
+        *(() if cap is None else (cap.limit,)),
         *(now, EntryKind.HOLD.value, now),
         *(list(column) for column in zip(*(hold.row[2] for hold in holds), strict=True)),
     )
@@ -253,7 +270,7 @@ async def _hold_many_in_one_statement(holds: Sequence[NewJobHold]) -> list[bool]
 
 @cache
 def _hold_many_and_insert(
-    table: str, columns: tuple[str, ...], types: tuple[str, ...]
+    table: str, columns: tuple[str, ...], types: tuple[str, ...], cap: str | None
 ) -> Statement:
     """PostgreSQL: `_FREEZE`, `_INSERT_HOLD`, `_APPEND_HOLD` and one more row, for many
     holds, as one statement. `unnest` pairs the arrays' elements up by position (`n`); the
@@ -261,8 +278,9 @@ def _hold_many_and_insert(
     so a hold whose freeze matches no row writes nothing, and the result lists the `n` of
     those taken. `l` locks the accounts in user id order before any is changed, whatever
     plan the update gets: two processes' statements then never wait for each other in a
-    circle."""
+    circle. With a `cap` condition, the cap's limit comes after the four arrays."""
     listed = ", ".join(columns)
+    capped = "" if cap is None else f" AND {_count_of(table, 'a.user_id', cap)} < ?::bigint"
     return Statement(
         "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[], ?::text[])"
         " WITH ORDINALITY AS v (user_id, job_id, amount, move_key, n)),"
@@ -271,7 +289,7 @@ def _hold_many_and_insert(
         " f AS (UPDATE accounts a"
         " SET available = a.available - v.amount, frozen = a.frozen + v.amount"
         " FROM v JOIN l ON l.user_id = v.user_id"
-        " WHERE a.user_id = v.user_id AND a.available >= v.amount"
+        f" WHERE a.user_id = v.user_id AND a.available >= v.amount{capped}"
         " RETURNING v.n, v.user_id, v.job_id, v.amount, v.move_key, a.available, a.frozen),"
         " h AS (INSERT INTO holds (job_id, user_id, amount, settled, created_at)"
         " SELECT job_id, user_id, amount, FALSE, ? FROM f),"
@@ -304,26 +322,66 @@ async def _freeze(user_id: UserId, amount: int) -> bool:
     return await sql.execute(_FREEZE, amount, amount, user_id, amount) == 1
 
 
-async def _freeze_many(amounts: Sequence[tuple[UserId, int]]) -> list[bool]:
-    """`_freeze` for distinct users: one statement on SQLite (RETURNING tells which froze),
-    one per user elsewhere. Run inside a transaction."""
+async def _freeze_many(
+    amounts: Sequence[tuple[UserId, int]], table: str, cap: RowCap | None
+) -> list[bool]:
+    """`_freeze` for distinct users, each only while it has fewer than `cap` matching rows
+    in `table`: one statement on SQLite (RETURNING tells which froze), one per user
+    elsewhere. Run inside a transaction."""
     if sql.dialect() != "sqlite":
-        return [await _freeze(user_id, amount) for user_id, amount in amounts]
+        if cap is None:
+            return [await _freeze(user_id, amount) for user_id, amount in amounts]
+        return [await _freeze_capped(user_id, amount, table, cap) for user_id, amount in amounts]
     cases = [value for pair in amounts for value in pair]
     users = [user_id for user_id, _ in amounts]
-    rows = await sql.fetch(_freeze_each(len(amounts)), *cases, *cases, *users, *cases)
+    limit = () if cap is None else (cap.limit,)
+    condition = None if cap is None else cap.condition
+    statement = _freeze_each(len(amounts), table, condition)
+    rows = await sql.fetch(statement, *cases, *cases, *users, *cases, *limit)
     frozen = {int(row["user_id"]) for row in rows}
     return [int(user_id) in frozen for user_id in users]
 
 
+async def _freeze_capped(user_id: UserId, amount: int, table: str, cap: RowCap) -> bool:
+    if amount == 0:  # nothing would change, and MariaDB would then count no row
+        return bool(await sql.fetch(_account_below_cap(table, cap.condition), user_id, cap.limit))
+    statement = _freeze_below_cap(table, cap.condition)
+    return await sql.execute(statement, amount, amount, user_id, amount, cap.limit) == 1
+
+
+def _count_of(table: str, user: str, condition: str) -> str:
+    """SQL: how many rows of `table` that match `condition` belong to the user `user` names."""
+    return f"(SELECT COUNT(*) FROM {table} c WHERE c.user_id = {user} AND {condition})"
+
+
 @cache
-def _freeze_each(users: int) -> Statement:
-    """SQLite: `_FREEZE` for `users` accounts at once, each with its own amount."""
+def _freeze_each(users: int, table: str, cap: str | None) -> Statement:
+    """SQLite: `_FREEZE` for `users` accounts at once, each with its own amount; with a `cap`
+    condition, only accounts with fewer matching rows in `table` than the last value."""
     amount = f"CASE user_id {' '.join(['WHEN ? THEN ?'] * users)} END"
+    capped = "" if cap is None else f" AND {_count_of(table, 'accounts.user_id', cap)} < ?"
     return Statement(
         f"UPDATE accounts SET available = available - {amount}, frozen = frozen + {amount}"
-        f" WHERE user_id IN ({', '.join('?' * users)}) AND available >= {amount}"
+        f" WHERE user_id IN ({', '.join('?' * users)}) AND available >= {amount}{capped}"
         " RETURNING user_id"
+    )
+
+
+@cache
+def _freeze_below_cap(table: str, cap: str) -> Statement:
+    """`_FREEZE`, only while the account has fewer matching rows in `table` than the last value."""
+    return Statement(
+        "UPDATE accounts SET available = available - ?, frozen = frozen + ?"
+        f" WHERE user_id = ? AND available >= ? AND {_count_of(table, 'accounts.user_id', cap)} < ?"
+    )
+
+
+@cache
+def _account_below_cap(table: str, cap: str) -> Statement:
+    """The account, if it has fewer matching rows in `table` than the second value."""
+    return Statement(
+        "SELECT user_id FROM accounts"
+        f" WHERE user_id = ? AND {_count_of(table, 'accounts.user_id', cap)} < ?"
     )
 
 

@@ -196,17 +196,19 @@ async def test_the_rate_limit_refuses_and_changes_nothing(
 async def test_the_queued_jobs_cap_refuses_and_changes_nothing(
     db: str, redis: Redis, redis_prefix: str
 ) -> None:
-    async with world(redis, redis_prefix, max_queued=2, submits_per_minute=3) as w:
+    async with world(redis, redis_prefix, max_queued=2, submits_per_minute=5) as w:
         alice = await w.user()
         first = await w.submit(alice)
         await w.submit(alice)
         before = await w.snapshot(alice)
-        for _ in range(2):
+        for prompt in ("长发少女", "a red fox"):  # the model is not asked for a refused job
             with pytest.raises(QueueFull):
-                await w.submit(alice, "长发少女")
+                await w.submit(alice, prompt)
         assert await w.snapshot(alice) == before
         await w.control.cancel(alice, first.id)
-        await w.submit(alice)  # room again, and the refusals used no rate-limit turn
+        await w.submit(alice)  # room again
+        with pytest.raises(RateLimited):  # each refusal used a turn, as a refused hold does
+            await w.submit(alice)
 
 
 async def test_insufficient_points_change_nothing(w: World) -> None:

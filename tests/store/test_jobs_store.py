@@ -4,6 +4,7 @@ idempotency keys, compare-and-set status changes, and settlement exactly once.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tortoise.context import TortoiseContext
 
-from stargraph.domain.errors import InsufficientPoints, NotFound
+from stargraph.domain.errors import InsufficientPoints, NotFound, QueueFull
 from stargraph.domain.jobs import (
     Job,
     JobError,
@@ -30,7 +31,7 @@ from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_job_id
 from stargraph.store.db import tortoise_config
 from stargraph.store.jobs import TortoiseJobStore
-from stargraph.store.ledger import NewJobHold, TortoiseLedger
+from stargraph.store.ledger import NewJobHold, RowCap, TortoiseLedger
 from stargraph.store.models import AccountRow, HoldRow, ImageRow, JobRow, LedgerEntryRow, UserRow
 
 PRICE = 10
@@ -252,12 +253,12 @@ async def test_a_failed_batch_fails_only_its_own_submissions(
     batches = 0
     hold_new_jobs = ledger.hold_new_jobs
 
-    async def second_fails(holds: list[NewJobHold]) -> list[bool]:
+    async def second_fails(holds: list[NewJobHold], cap: RowCap | None = None) -> list[bool]:
         nonlocal batches
         batches += 1
         if batches == 2:
             raise ConnectionError("database away")
-        return await hold_new_jobs(holds)
+        return await hold_new_jobs(holds, cap)
 
     monkeypatch.setattr(ledger, "hold_new_jobs", second_fails)
     first, second = make_job(user), make_job(user)
@@ -271,16 +272,48 @@ async def test_a_failed_batch_fails_only_its_own_submissions(
     assert await ledger.audit() == []
 
 
-async def test_unfinished_counts_asked_at_once_are_each_users_own(
-    store: TortoiseJobStore,
+async def test_the_cap_on_unfinished_jobs_holds_for_jobs_made_at_once(
+    store: TortoiseJobStore, ledger: TortoiseLedger
 ) -> None:
-    users = [await make_user(1000) for _ in range(3)]
-    for n, user in enumerate(users):
-        for _ in range(n):
-            await queued_job(store, user)
-    asked = [*users, users[2], UserId(10**9)]
-    counts = await asyncio.gather(*(store.count_unfinished(u) for u in asked))
-    assert counts == [0, 1, 2, 2, 0]
+    """A user with one running and one failed job sends ten at once under a cap of 3: two
+    are made, the rest refused with QUEUE_FULL, having held and written nothing."""
+    user = await make_user(1000)
+    running = await in_engine(store, user)
+    failed = await in_engine(store, user)
+    await store.finish_unpaid(failed.id, JobStatus.FAILED, None, T0)
+    before = await ledger.balance(user)
+    jobs = [make_job(user) for _ in range(10)]
+    outcomes = await asyncio.gather(
+        *(store.create_queued(job, 3) for job in jobs), return_exceptions=True
+    )
+    made = [job for job, o in zip(jobs, outcomes, strict=True) if o == (job, True)]
+    refused = [o for o in outcomes if isinstance(o, QueueFull)]
+    assert (len(made), len(refused)) == (2, 8)
+    assert await store.count_unfinished(user) == 3
+    ids = set(await JobRow.filter(user_id=user).values_list("id", flat=True))
+    assert {str(i) for i in ids} == {str(j.id) for j in (running, failed, *made)}
+    cost = sum(job.cost for job in made)
+    assert await ledger.balance(user) == Balance(before.available - cost, before.frozen + cost)
+    assert await ledger.audit() == []
+
+
+async def test_free_jobs_are_capped_too(store: TortoiseJobStore) -> None:
+    user = await make_user(0)
+    first, second = (dataclasses.replace(make_job(user), cost=0) for _ in range(2))
+    assert await store.create_queued(first, 1) == (first, True)
+    with pytest.raises(QueueFull):
+        await store.create_queued(second, 1)
+    assert await store.count_unfinished(user) == 1
+
+
+async def test_a_capped_hold_refused_for_points_says_so(
+    store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    """Under the cap, a job the balance cannot pay for is refused for its points."""
+    user = await make_user(5)
+    with pytest.raises(InsufficientPoints):
+        await store.create_queued(make_job(user), 3)
+    assert await ledger.balance(user) == Balance(5, 0)
 
 
 SUBMISSIONS = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4)), max_size=24)
