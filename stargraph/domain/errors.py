@@ -71,11 +71,6 @@ class RateLimited(StarGraphError):
 class QueueFull(StarGraphError):
     code = "QUEUE_FULL"
 
-    @classmethod
-    def at(cls, limit: int) -> QueueFull:
-        """The refusal of a job past the cap of `limit` unfinished jobs per user."""
-        return cls(f"you already have {limit} unfinished jobs; wait for some to finish")
-
 
 class TranslationUnavailable(StarGraphError):
     code = "TRANSLATION_UNAVAILABLE"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from stargraph.domain.errors import Conflict
+from stargraph.domain.errors import Conflict, QueueFull
 from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId
 
@@ -252,3 +252,9 @@ class JobStore(Protocol):
         """→ FAILED or CANCELLED, releasing the whole hold; None if already terminal or
         not allowed from the current status (or not one of `only_from`, when given)."""
         ...
+
+
+async def refuse_when_full(jobs: JobStore, user_id: UserId, limit: int) -> None:
+    """Raise QueueFull when the user already has `limit` jobs that are not terminal."""
+    if await jobs.count_unfinished(user_id) >= limit:
+        raise QueueFull(f"you already have {limit} unfinished jobs; wait for some to finish")

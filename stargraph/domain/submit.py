@@ -19,9 +19,16 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from stargraph.domain.capabilities import Capabilities
-from stargraph.domain.errors import Forbidden, QueueFull
+from stargraph.domain.errors import Forbidden
 from stargraph.domain.events import job_queued
-from stargraph.domain.jobs import Job, JobParams, JobStatus, JobStore, TranslationState
+from stargraph.domain.jobs import (
+    Job,
+    JobParams,
+    JobStatus,
+    JobStore,
+    TranslationState,
+    refuse_when_full,
+)
 from stargraph.domain.params import SubmitRequest, validate
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.translation import PromptTranslator, enhance, needs_translation
@@ -113,11 +120,8 @@ class Submitter:
             f"submit:{principal.user_id}", self._policy.submits_per_minute, 60.0
         )
         limit = self._policy.max_queued_per_user
-        if (
-            self._needs_model(params)
-            and await self._jobs.count_unfinished(principal.user_id) >= limit
-        ):
-            raise QueueFull.at(limit)
+        if self._needs_model(params):
+            await refuse_when_full(self._jobs, principal.user_id, limit)
         job, created = await self._jobs.create_queued(
             await self._prepare(principal, params, key), limit
         )

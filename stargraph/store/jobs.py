@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from stargraph.batching import Batcher
-from stargraph.domain.errors import Conflict, QueueFull
+from stargraph.domain.errors import Conflict
 from stargraph.domain.jobs import (
     IN_ENGINE,
     TERMINAL,
@@ -22,6 +22,7 @@ from stargraph.domain.jobs import (
     JobStatus,
     NewImage,
     Placement,
+    refuse_when_full,
     sources_of,
     transition,
 )
@@ -107,9 +108,8 @@ class TortoiseJobStore:
     async def _explain_refusal(self, job: Job, max_unfinished: int | None) -> None:
         """Raise why the hold was refused (the cap, no account, not enough points); return
         when neither holds any more (a job finished meanwhile)."""
-        limit = max_unfinished
-        if limit is not None and await self.count_unfinished(job.user_id) >= limit:
-            raise QueueFull.at(limit)
+        if max_unfinished is not None:
+            await refuse_when_full(self, job.user_id, max_unfinished)
         await self._ledger.refuse_hold(job.user_id, job.cost)
 
     async def _first_with_key(self, job: Job) -> Job | None:

@@ -211,10 +211,6 @@ async def _add_available(user_id: UserId, amount: int) -> bool:
     return changed == 1
 
 
-_FREEZE = Statement(
-    "UPDATE accounts SET available = available - ?, frozen = frozen + ?"
-    " WHERE user_id = ? AND available >= ?"
-)
 _INSERT_HOLD = Statement(
     "INSERT INTO holds (job_id, user_id, amount, settled, created_at) VALUES (?, ?, ?, ?, ?)"
 )
@@ -251,7 +247,7 @@ async def _hold_many_in_one_statement(
     if types is None:
         rows = await sql.fetch(_COLUMN_TYPES, table)
         types = _column_types[table] = {row["name"]: row["type"] for row in rows}
-    condition = None if cap is None else cap.condition
+    condition, limit = _cap_parts(cap)
     statement = _hold_many_and_insert(table, columns, tuple(types[c] for c in columns), condition)
     now = datetime.now(UTC)
     taken = await sql.fetch(
@@ -260,7 +256,7 @@ async def _hold_many_in_one_statement(
         [hold.job_id for hold in holds],
         [hold.amount for hold in holds],
         [hold_key(hold.job_id) for hold in holds],
-        *(() if cap is None else (cap.limit,)),
+        *limit,
         *(now, EntryKind.HOLD.value, now),
         *(list(column) for column in zip(*(hold.row[2] for hold in holds), strict=True)),
     )
@@ -272,7 +268,7 @@ async def _hold_many_in_one_statement(
 def _hold_many_and_insert(
     table: str, columns: tuple[str, ...], types: tuple[str, ...], cap: str | None
 ) -> Statement:
-    """PostgreSQL: `_FREEZE`, `_INSERT_HOLD`, `_APPEND_HOLD` and one more row, for many
+    """PostgreSQL: `_freeze_one`, `_INSERT_HOLD`, `_APPEND_HOLD` and one more row, for many
     holds, as one statement. `unnest` pairs the arrays' elements up by position (`n`); the
     other writes take their values from the freeze's RETURNING (the balance right after it),
     so a hold whose freeze matches no row writes nothing, and the result lists the `n` of
@@ -280,7 +276,7 @@ def _hold_many_and_insert(
     plan the update gets: two processes' statements then never wait for each other in a
     circle. With a `cap` condition, the cap's limit comes after the four arrays."""
     listed = ", ".join(columns)
-    capped = "" if cap is None else f" AND {_count_of(table, 'a.user_id', cap)} < ?::bigint"
+    capped = _below_cap(table, "a.user_id", cap)
     return Statement(
         "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[], ?::text[])"
         " WITH ORDINALITY AS v (user_id, job_id, amount, move_key, n)),"
@@ -316,10 +312,16 @@ async def _hold_rows(user_id: UserId, job_id: JobId, amount: int) -> bool:
     return True
 
 
-async def _freeze(user_id: UserId, amount: int) -> bool:
+async def _freeze(
+    user_id: UserId, amount: int, table: str | None = None, cap: RowCap | None = None
+) -> bool:
+    """Move `amount` from available to frozen when the account has it and, with a `cap`,
+    fewer rows in `table` that match it than its limit. Run inside a transaction."""
+    condition, limit = _cap_parts(cap)
     if amount == 0:  # nothing would change, and MariaDB would then count no row
-        return await AccountRow.exists(user_id=user_id)
-    return await sql.execute(_FREEZE, amount, amount, user_id, amount) == 1
+        return bool(await sql.fetch(_account(table, condition), user_id, *limit))
+    statement = _freeze_one(table, condition)
+    return await sql.execute(statement, amount, amount, user_id, amount, *limit) == 1
 
 
 async def _freeze_many(
@@ -329,59 +331,56 @@ async def _freeze_many(
     in `table`: one statement on SQLite (RETURNING tells which froze), one per user
     elsewhere. Run inside a transaction."""
     if sql.dialect() != "sqlite":
-        if cap is None:
-            return [await _freeze(user_id, amount) for user_id, amount in amounts]
-        return [await _freeze_capped(user_id, amount, table, cap) for user_id, amount in amounts]
+        return [await _freeze(user_id, amount, table, cap) for user_id, amount in amounts]
     cases = [value for pair in amounts for value in pair]
     users = [user_id for user_id, _ in amounts]
-    limit = () if cap is None else (cap.limit,)
-    condition = None if cap is None else cap.condition
+    condition, limit = _cap_parts(cap)
     statement = _freeze_each(len(amounts), table, condition)
     rows = await sql.fetch(statement, *cases, *cases, *users, *cases, *limit)
     frozen = {int(row["user_id"]) for row in rows}
     return [int(user_id) in frozen for user_id in users]
 
 
-async def _freeze_capped(user_id: UserId, amount: int, table: str, cap: RowCap) -> bool:
-    if amount == 0:  # nothing would change, and MariaDB would then count no row
-        return bool(await sql.fetch(_account_below_cap(table, cap.condition), user_id, cap.limit))
-    statement = _freeze_below_cap(table, cap.condition)
-    return await sql.execute(statement, amount, amount, user_id, amount, cap.limit) == 1
+def _cap_parts(cap: RowCap | None) -> tuple[str | None, tuple[int, ...]]:
+    """A cap's condition (for the statement) and its limit as the values it adds."""
+    return (None, ()) if cap is None else (cap.condition, (cap.limit,))
 
 
-def _count_of(table: str, user: str, condition: str) -> str:
-    """SQL: how many rows of `table` that match `condition` belong to the user `user` names."""
-    return f"(SELECT COUNT(*) FROM {table} c WHERE c.user_id = {user} AND {condition})"
+def _below_cap(table: str | None, user: str, condition: str | None) -> str:
+    """SQL to AND to a WHERE: the user `user` names has fewer rows of `table` that match
+    `condition` than the next value; nothing without a condition."""
+    if table is None or condition is None:
+        return ""
+    count = f"(SELECT COUNT(*) FROM {table} c WHERE c.user_id = {user} AND {condition})"
+    return f" AND {count} < ?"
+
+
+@cache
+def _freeze_one(table: str | None, cap: str | None) -> Statement:
+    """One account's freeze; with a `cap` condition on `table`, its limit is the last value."""
+    return Statement(
+        "UPDATE accounts SET available = available - ?, frozen = frozen + ?"
+        f" WHERE user_id = ? AND available >= ?{_below_cap(table, 'accounts.user_id', cap)}"
+    )
+
+
+@cache
+def _account(table: str | None, cap: str | None) -> Statement:
+    """The account, if it exists (and, with a `cap` condition, is below the last value)."""
+    return Statement(
+        "SELECT user_id FROM accounts"
+        f" WHERE user_id = ?{_below_cap(table, 'accounts.user_id', cap)}"
+    )
 
 
 @cache
 def _freeze_each(users: int, table: str, cap: str | None) -> Statement:
-    """SQLite: `_FREEZE` for `users` accounts at once, each with its own amount; with a `cap`
-    condition, only accounts with fewer matching rows in `table` than the last value."""
+    """SQLite: `_freeze_one` for `users` accounts at once, each with its own amount."""
     amount = f"CASE user_id {' '.join(['WHEN ? THEN ?'] * users)} END"
-    capped = "" if cap is None else f" AND {_count_of(table, 'accounts.user_id', cap)} < ?"
     return Statement(
         f"UPDATE accounts SET available = available - {amount}, frozen = frozen + {amount}"
-        f" WHERE user_id IN ({', '.join('?' * users)}) AND available >= {amount}{capped}"
-        " RETURNING user_id"
-    )
-
-
-@cache
-def _freeze_below_cap(table: str, cap: str) -> Statement:
-    """`_FREEZE`, only while the account has fewer matching rows in `table` than the last value."""
-    return Statement(
-        "UPDATE accounts SET available = available - ?, frozen = frozen + ?"
-        f" WHERE user_id = ? AND available >= ? AND {_count_of(table, 'accounts.user_id', cap)} < ?"
-    )
-
-
-@cache
-def _account_below_cap(table: str, cap: str) -> Statement:
-    """The account, if it has fewer matching rows in `table` than the second value."""
-    return Statement(
-        "SELECT user_id FROM accounts"
-        f" WHERE user_id = ? AND {_count_of(table, 'accounts.user_id', cap)} < ?"
+        f" WHERE user_id IN ({', '.join('?' * users)}) AND available >= {amount}"
+        f"{_below_cap(table, 'accounts.user_id', cap)} RETURNING user_id"
     )
 
 
