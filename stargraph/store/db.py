@@ -7,6 +7,7 @@ so each engine has its own committed migrations folder: `migrations/<engine>/mod
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -18,10 +19,14 @@ from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.context import TortoiseContext, get_current_context
 
+from stargraph.store.checkpoints import WalCheckpointer
+
 APP = "models"
 MARIADB_DEADLOCK = 1213
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+_checkpointer: WalCheckpointer | None = None  # the open SQLite database's, if any
 
 _ENGINES = {
     "sqlite": "sqlite",
@@ -65,6 +70,8 @@ def tortoise_config(url: str) -> dict[str, Any]:
         # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives a
         # crash of any process, and only a power cut can undo the last ones, each whole.
         connection["credentials"].setdefault("synchronous", "NORMAL")
+        # No commit copies the log back: the process's WalCheckpointer does, in a thread.
+        connection["credentials"].setdefault("wal_autocheckpoint", 0)
     elif engine_of(url) == "postgres":
         connection["credentials"]["reset"] = _keep_session
     return {
@@ -105,12 +112,26 @@ async def init_db(url: str) -> None:
     The context is installed only as Tortoise's process-wide fallback (never in a ContextVar),
     so every task sees it, such as uvicorn's request tasks, and `close_db` fully undoes it.
     """
+    global _checkpointer
     await close_db()
     if engine_of(url) == "sqlite":
         _sqlite_folder(url).mkdir(parents=True, exist_ok=True)
     context = TortoiseContext()
     with context:  # current only while the apps are built
         await context.init(config=tortoise_config(url), _enable_global_fallback=True)
+    _checkpointer = _wal_checkpointer(url)
+    if _checkpointer is not None:
+        _checkpointer.start()
+
+
+def _wal_checkpointer(url: str) -> WalCheckpointer | None:
+    """A SQLite file's checkpointer; None for another engine or an in-memory database."""
+    if engine_of(url) != "sqlite":
+        return None
+    path = expand_db_url(url)["credentials"]["file_path"]
+    if path == ":memory:":
+        return None
+    return WalCheckpointer(Path(path), busy_timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 def _sqlite_folder(url: str) -> Path:
@@ -119,6 +140,10 @@ def _sqlite_folder(url: str) -> Path:
 
 async def close_db() -> None:
     """Close the connections opened by `init_db`; a no-op when nothing is open."""
+    global _checkpointer
+    if _checkpointer is not None:
+        await asyncio.to_thread(_checkpointer.stop)
+        _checkpointer = None
     context = get_current_context()
     if context is not None:
         await context.close_connections()
