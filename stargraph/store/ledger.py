@@ -18,11 +18,13 @@ takes its write lock before reading anything.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 from uuid import uuid4
 
 from tortoise.exceptions import IntegrityError
@@ -126,24 +128,17 @@ class TortoiseLedger:
             raise ValueError("one table and one set of columns for every row of a batch")
         for hold in holds:
             check_hold(hold.amount)
-        if sql.dialect() == "postgres":
+        dialect = sql.dialect()
+        if dialect == "postgres":
             return await _hold_many_in_one_statement(holds, cap)
+        if dialect == "sqlite" and not sql.in_transaction():
+            return await sql.sqlite_transaction(functools.partial(_hold_many_at_once, holds, cap))
         async with in_transaction():
             taken = await _freeze_many(
                 [(hold.user_id, hold.amount) for hold in holds], holds[0].row[0], cap
             )
-            held = [hold for hold, ok in zip(holds, taken, strict=True) if ok]
-            if held:
-                now, kind = datetime.now(UTC), EntryKind.HOLD.value
-                await sql.execute_many(
-                    _INSERT_HOLD, [(h.job_id, h.user_id, h.amount, False, now) for h in held]
-                )
-                await sql.execute_many(
-                    _APPEND_HOLD,
-                    [(kind, h.amount, h.job_id, hold_key(h.job_id), now, h.user_id) for h in held],
-                )
-                table, columns = held[0].row[0], tuple(held[0].row[1])
-                await sql.execute_many(_insert(table, columns), [h.row[2] for h in held])
+            for statement, rows in _hold_inserts(holds, taken):
+                await sql.execute_many(statement, rows)
         return taken
 
     async def refuse_hold(self, user_id: UserId, amount: int) -> None:
@@ -332,13 +327,56 @@ async def _freeze_many(
     elsewhere. Run inside a transaction."""
     if sql.dialect() != "sqlite":
         return [await _freeze(user_id, amount, table, cap) for user_id, amount in amounts]
+    statement, values = _freeze_each_with(amounts, table, cap)
+    return _which_froze(amounts, await sql.fetch(statement, *values))
+
+
+def _hold_many_at_once(
+    holds: Sequence[NewJobHold], cap: RowCap | None, steps: sql.SqliteSteps
+) -> list[bool]:
+    """SQLite: `hold_new_jobs`'s transaction, as one `sql.sqlite_transaction`."""
+    amounts = [(hold.user_id, hold.amount) for hold in holds]
+    statement, values = _freeze_each_with(amounts, holds[0].row[0], cap)
+    taken = _which_froze(amounts, steps.fetch(statement, *values))
+    for insert, rows in _hold_inserts(holds, taken):
+        steps.execute_many(insert, rows)
+    return taken
+
+
+def _freeze_each_with(
+    amounts: Sequence[tuple[UserId, int]], table: str, cap: RowCap | None
+) -> tuple[Statement, tuple[object, ...]]:
+    """SQLite: the one freeze statement for `amounts`, and its values."""
     cases = [value for pair in amounts for value in pair]
     users = [user_id for user_id, _ in amounts]
     condition, limit = _cap_parts(cap)
     statement = _freeze_each(len(amounts), table, condition)
-    rows = await sql.fetch(statement, *cases, *cases, *users, *cases, *limit)
+    return statement, (*cases, *cases, *users, *cases, *limit)
+
+
+def _which_froze(amounts: Sequence[tuple[UserId, int]], rows: Sequence[Any]) -> list[bool]:
+    """Per user of `amounts`, whether the freeze's RETURNING lists it."""
     frozen = {int(row["user_id"]) for row in rows}
-    return [int(user_id) in frozen for user_id in users]
+    return [int(user_id) in frozen for user_id, _ in amounts]
+
+
+def _hold_inserts(
+    holds: Sequence[NewJobHold], taken: Sequence[bool]
+) -> list[tuple[Statement, list[tuple[object, ...]]]]:
+    """The writes that follow the freezes: the taken holds, their entries, their rows."""
+    held = [hold for hold, ok in zip(holds, taken, strict=True) if ok]
+    if not held:
+        return []
+    now, kind = datetime.now(UTC), EntryKind.HOLD.value
+    table, columns = held[0].row[0], tuple(held[0].row[1])
+    return [
+        (_INSERT_HOLD, [(h.job_id, h.user_id, h.amount, False, now) for h in held]),
+        (
+            _APPEND_HOLD,
+            [(kind, h.amount, h.job_id, hold_key(h.job_id), now, h.user_id) for h in held],
+        ),
+        (_insert(table, columns), [tuple(h.row[2]) for h in held]),
+    ]
 
 
 def _cap_parts(cap: RowCap | None) -> tuple[str | None, tuple[int, ...]]:
