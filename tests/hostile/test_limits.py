@@ -167,13 +167,14 @@ async def _open_subscriptions(stack: Stack) -> float:
     return float(line.split()[1])
 
 
-async def _until_no_subscriptions(stack: Stack) -> None:
-    """Closing a socket ends its subscriptions on the server a moment later."""
+async def _until_subscriptions(stack: Stack, count: int) -> None:
+    """The server registers a subscription, or ends one after its socket closed, a moment
+    after the client's message."""
     for _ in range(500):  # bounded: 10 s at most
-        if await _open_subscriptions(stack) == 0:
+        if await _open_subscriptions(stack) == count:
             return
         await asyncio.sleep(0.02)
-    raise AssertionError("subscriptions still counted 10 s after their sockets closed")
+    raise AssertionError(f"open subscriptions not {count} within 10 s")
 
 
 def _error_codes(message: dict[str, Any]) -> list[str]:
@@ -187,15 +188,16 @@ async def test_subscriptions_per_user_are_limited_and_given_back(tmp_path: Path)
         async with subscriptions(stack.url, user.token) as ws:
             await ws.subscribe(MY_EVENTS)
             await ws.subscribe(MY_EVENTS)
-            await user.data("{ me { id } }")  # both are registered by now
+            await _until_subscriptions(stack, 2)
             async with subscriptions(stack.url, user.token) as other:
                 third = await other.subscribe(MY_EVENTS)
                 refused = await other.receive(10)
                 assert refused["id"] == third, refused
                 assert _error_codes(refused) == ["RATE_LIMITED"]
-        await _until_no_subscriptions(stack)
+        await _until_subscriptions(stack, 0)
         async with subscriptions(stack.url, user.token) as ws:  # the places were given back
             ops = {await ws.subscribe(MY_EVENTS) for _ in range(2)}
+            await _until_subscriptions(stack, 2)
             await user.data(f"mutation {{ {SUBMIT_FIELDS} {{ id }} }}")
             answered = {(await ws.receive(10))["id"] for _ in range(2)}
             assert answered == ops
