@@ -260,6 +260,8 @@ class PromptTranslator:
         self._on_translated = on_translated
 
     async def translate(self, prompt: str) -> TranslationOutcome:
+        if prompt.isascii():  # nothing to normalise, nothing Chinese (most prompts)
+            return TranslationOutcome(prompt, TranslationState.NOT_NEEDED)
         text = normalize_punctuation(prompt)
         pieces = split_prompt(text)
         wanted = list(dict.fromkeys(p.text for p in pieces if p.translate))

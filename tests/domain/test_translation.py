@@ -172,6 +172,14 @@ async def test_english_prompts_never_reach_the_model() -> None:
     assert model.calls == []
 
 
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_text_is_left_as_it_is_and_never_translated(text: str) -> None:
+    """What lets the translator pass ASCII prompts on without looking at them."""
+    assert normalize_punctuation(text) == text
+    assert not any(piece.translate for piece in split_prompt(text))
+    assert not needs_translation(text)
+
+
 async def test_chinese_segments_are_translated_and_syntax_kept() -> None:
     model = ScriptedTranslator()
     prompt = "1girl，长发，（微笑：1.2），<lora:中文:0.8>，[猫|dog]，\\(夕阳\\)"
