@@ -35,7 +35,7 @@ from stargraph.bootstrap import Services, SimulateOptions, build_services
 from stargraph.domain.errors import StarGraphError, Unauthenticated
 from stargraph.middleware import BodyLimit, WebSocketMessageLimit
 from stargraph.schema.build import SchemaOptions, build_schema
-from stargraph.schema.context import Api, ApiLimits, Context, SubscriptionGate, make_loaders
+from stargraph.schema.context import Api, ApiLimits, Context, Loaders, SubscriptionGate
 from stargraph.settings import Settings
 
 log = logging.getLogger("stargraph.api")
@@ -83,7 +83,7 @@ class GraphQLView(GraphQL[Context, None]):
         ctx = Context(
             api=self.api,
             request_id=_request_id(request),
-            loaders=make_loaders(self.api, cache=is_http),
+            loaders=Loaders(self.api, cache=is_http),
             client=request.client.host if request.client else None,
         )
         if is_http:

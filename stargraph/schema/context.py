@@ -155,32 +155,47 @@ class Api:
     clock: Callable[[], float] = time.time
 
 
-@dataclass(slots=True)
 class Loaders:
-    """Batch loaders of one request (or, uncached, of one WebSocket connection)."""
+    """Batch loaders of one request (or, uncached, of one WebSocket connection), each made
+    on first use: most requests use none."""
 
-    images_by_job: DataLoader[JobId, list[Image]]
-    image: DataLoader[ImageId, Image | None]
-    position: DataLoader[JobId, int | None]
+    __slots__ = ("_api", "_cache", "_image", "_images_by_job", "_position")
 
+    def __init__(self, api: Api, cache: bool) -> None:
+        self._api = api
+        self._cache = cache
+        self._images_by_job: DataLoader[JobId, list[Image]] | None = None
+        self._image: DataLoader[ImageId, Image | None] | None = None
+        self._position: DataLoader[JobId, int | None] | None = None
 
-def make_loaders(api: Api, cache: bool) -> Loaders:
-    async def images_by_job(ids: list[JobId]) -> list[list[Image]]:
-        found = await api.images.for_jobs(list(ids))
+    @property
+    def images_by_job(self) -> DataLoader[JobId, list[Image]]:
+        if self._images_by_job is None:
+            self._images_by_job = DataLoader(load_fn=self._images_of_jobs, cache=self._cache)
+        return self._images_by_job
+
+    @property
+    def image(self) -> DataLoader[ImageId, Image | None]:
+        if self._image is None:
+            self._image = DataLoader(load_fn=self._images, cache=self._cache)
+        return self._image
+
+    @property
+    def position(self) -> DataLoader[JobId, int | None]:
+        if self._position is None:
+            self._position = DataLoader(load_fn=self._positions, cache=self._cache)
+        return self._position
+
+    async def _images_of_jobs(self, ids: list[JobId]) -> list[list[Image]]:
+        found = await self._api.images.for_jobs(list(ids))
         return [found.get(i, []) for i in ids]
 
-    async def images(ids: list[ImageId]) -> list[Image | None]:
-        return [await api.images.get(i) for i in ids]
+    async def _images(self, ids: list[ImageId]) -> list[Image | None]:
+        return [await self._api.images.get(i) for i in ids]
 
-    async def positions(ids: list[JobId]) -> list[int | None]:
-        found = await api.queue.positions(list(ids))
+    async def _positions(self, ids: list[JobId]) -> list[int | None]:
+        found = await self._api.queue.positions(list(ids))
         return [found.get(i) for i in ids]
-
-    return Loaders(
-        images_by_job=DataLoader(load_fn=images_by_job, cache=cache),
-        image=DataLoader(load_fn=images, cache=cache),
-        position=DataLoader(load_fn=positions, cache=cache),
-    )
 
 
 @dataclass(slots=True)

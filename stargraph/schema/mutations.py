@@ -41,8 +41,9 @@ class Mutation:
     async def submit_text2_image(self, info: Ctx, input: Text2ImageInput) -> Job:
         ctx = info.context
         submitted = await ctx.api.submitter.submit(ctx.require_user(), input.to_domain())
-        ctx.loaders.position.prime(submitted.job.id, submitted.position)
-        return Job.from_domain(submitted.job)
+        job = Job.from_domain(submitted.job)
+        job.known_position = submitted.position
+        return job
 
     @strawberry.mutation(description="Cancel a job in any state before it ends; refunds it.")  # type: ignore[untyped-decorator]
     async def cancel_job(self, info: Ctx, id: strawberry.ID) -> Job:

@@ -175,10 +175,15 @@ class Job:
         description="PASSTHROUGH: translation failed and the prompt was sent as written."
     )
 
+    # the place a submission was just given, when the job was made by it: no lookup
+    known_position: strawberry.Private[int | None] = None
+
     @strawberry.field(description="1 = next to run; null unless QUEUED.")  # type: ignore[untyped-decorator]
     async def queue_position(self, info: Info[Context, None]) -> int | None:
         if self.status is not JobStatus.QUEUED:
             return None
+        if self.known_position is not None:
+            return self.known_position
         return await info.context.loaders.position.load(JobId(self.id))
 
     @strawberry.field
