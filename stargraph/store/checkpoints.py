@@ -70,13 +70,31 @@ class WalCheckpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, timeout=self._busy_timeout_s, isolation_level=None)
+        connection: sqlite3.Connection | None = None
         try:
-            while not self._stop.wait(self._interval_s):
-                self._checkpoint_logged(connection)
-            self._checkpoint_logged(connection)  # what the last commits wrote
+            stopping = False
+            while not stopping:  # the last pass copies what the last commits wrote
+                stopping = self._stop.wait(self._interval_s)
+                connection = connection or self._connect()
+                if connection is not None:
+                    self._checkpoint_logged(connection)
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """A connection to the database file, never creating one; None (logged) when it
+        cannot be opened now: the next pass tries again."""
+        try:
+            return sqlite3.connect(
+                f"{self._path.resolve().as_uri()}?mode=rw",
+                uri=True,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+            )
+        except sqlite3.Error as exc:
+            log.warning("cannot open %s to checkpoint it: %s", self._path, exc)
+            return None
 
     def _checkpoint_logged(self, connection: sqlite3.Connection) -> None:
         try:

@@ -115,6 +115,18 @@ def test_stop_ends_the_thread_and_a_second_start_is_refused(database: Path) -> N
     assert not any(t.name == "stargraph-wal-checkpoints" for t in threading.enumerate())
 
 
+def test_a_missing_file_is_not_created_and_the_thread_carries_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = tmp_path / "app.db"  # its folder exists: a plain connect would create it
+    checkpointer = WalCheckpointer(missing, interval_s=0.01)
+    checkpointer.start()
+    time.sleep(0.1)
+    checkpointer.stop()
+    assert not missing.exists()
+    assert "cannot open" in caplog.text
+
+
 async def test_an_open_sqlite_database_has_a_checkpointer_and_no_commit_checkpoints(
     tmp_path: Path,
 ) -> None:
