@@ -4,11 +4,12 @@ graphql-transport-ws client on the `websockets` library."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,30 @@ class Subscriptions:
                 continue
             return message
 
+    async def first_messages(
+        self,
+        ops: set[str],
+        provoke: Callable[[], Awaitable[object]],
+        *,
+        tries: int = 10,
+        wait_s: float = 1.0,
+    ) -> dict[str, dict[str, Any]]:
+        """The first message of each of `ops`, after `provoke` (e.g. a submission) made
+        something to send them. A subscription goes live a moment after its `subscribe`
+        message (there is no acknowledgement), and it is not sent what happened before: so
+        `provoke` runs again, up to `tries` times, while some op has heard nothing."""
+        first: dict[str, dict[str, Any]] = {}
+        for _ in range(tries):
+            await provoke()
+            with contextlib.suppress(TimeoutError):
+                while not ops <= first.keys():
+                    message = await self.receive(wait_s)
+                    if message.get("id") in ops:
+                        first.setdefault(message["id"], message)
+            if ops <= first.keys():
+                return first
+        raise AssertionError(f"no message for {sorted(ops - first.keys())} after {tries} tries")
+
     async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
         op_id = str(next(self._ids))
         await self.send(
@@ -214,6 +239,20 @@ class Stack:
     @property
     def settings(self) -> Settings:
         return self.services.settings
+
+    async def until_open_subscriptions(self, count: int) -> None:
+        """Wait (10 s at most) until the server counts `count` open subscriptions: it counts
+        one a moment after its `subscribe` message, and stops a moment after its socket
+        closes. (Counted is not yet live: see `Subscriptions.first_messages`.)"""
+        for _ in range(500):
+            text = (await self.client.http.get("/metrics")).text
+            line = next(
+                x for x in text.splitlines() if x.startswith("stargraph_subscriptions_open ")
+            )
+            if float(line.split()[1]) == count:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"open subscriptions not {count} within 10 s")
 
     async def admin(self, username: str = "root") -> User:
         await self.services.users.create_user(username, "admin password 1", role=Role.ADMIN)

@@ -6,7 +6,6 @@ it ran, so "nothing changed" proves the limit stops it before execution.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -161,22 +160,6 @@ async def test_websocket_message_size_is_limited(tmp_path: Path) -> None:
         assert (await user.data("{ me { username } }"))["me"]["username"] == "limits"
 
 
-async def _open_subscriptions(stack: Stack) -> float:
-    text = (await stack.client.http.get("/metrics")).text
-    line = next(x for x in text.splitlines() if x.startswith("stargraph_subscriptions_open "))
-    return float(line.split()[1])
-
-
-async def _until_subscriptions(stack: Stack, count: int) -> None:
-    """The server registers a subscription, or ends one after its socket closed, a moment
-    after the client's message."""
-    for _ in range(500):  # bounded: 10 s at most
-        if await _open_subscriptions(stack) == count:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"open subscriptions not {count} within 10 s")
-
-
 def _error_codes(message: dict[str, Any]) -> list[str]:
     payload = message["payload"]
     errors = payload if isinstance(payload, list) else payload.get("errors", [])
@@ -188,16 +171,16 @@ async def test_subscriptions_per_user_are_limited_and_given_back(tmp_path: Path)
         async with subscriptions(stack.url, user.token) as ws:
             await ws.subscribe(MY_EVENTS)
             await ws.subscribe(MY_EVENTS)
-            await _until_subscriptions(stack, 2)
+            await stack.until_open_subscriptions(2)
             async with subscriptions(stack.url, user.token) as other:
                 third = await other.subscribe(MY_EVENTS)
                 refused = await other.receive(10)
                 assert refused["id"] == third, refused
                 assert _error_codes(refused) == ["RATE_LIMITED"]
-        await _until_subscriptions(stack, 0)
+        await stack.until_open_subscriptions(0)
         async with subscriptions(stack.url, user.token) as ws:  # the places were given back
             ops = {await ws.subscribe(MY_EVENTS) for _ in range(2)}
-            await _until_subscriptions(stack, 2)
-            await user.data(f"mutation {{ {SUBMIT_FIELDS} {{ id }} }}")
-            answered = {(await ws.receive(10))["id"] for _ in range(2)}
-            assert answered == ops
+            first = await ws.first_messages(
+                ops, lambda: user.data(f"mutation {{ {SUBMIT_FIELDS} {{ id }} }}")
+            )
+            assert all(message["type"] == "next" for message in first.values()), first

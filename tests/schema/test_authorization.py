@@ -116,11 +116,13 @@ async def _job_events(world: World, client: Client, actor: str) -> Any:
 async def _my_events(world: World, client: Client, actor: str) -> Any:
     async with subscriptions(world.stack.url, client.token) as ws:
         op = await ws.subscribe(MY_EVENTS)
-        if actor != ANON:
-            await submit(client)  # an event of the caller's own to receive
-        async for event in ws.events(op):
-            return event
-    return None
+        if actor == ANON:  # refused at once
+            return [event async for event in ws.events(op)]
+        # an event of the caller's own to receive
+        message = (await ws.first_messages({op}, lambda: submit(client)))[op]
+        if message["type"] == "error" or message["payload"].get("errors"):
+            raise GraphQLError(message["payload"])
+        return message["payload"]["data"]
 
 
 USER_DATA = {OWNER: OK, OTHER: OK, ADMIN: OK, ANON: "UNAUTHENTICATED"}

@@ -58,7 +58,7 @@ async def test_subscriptions_per_user_are_limited(tmp_path: Path) -> None:
         ):
             await one.subscribe(MY_EVENTS)
             await two.subscribe(MY_EVENTS)
-            await user.data("{ me { id } }")  # let both subscriptions register
+            await stack.until_open_subscriptions(2)
             third = await two.subscribe(MY_EVENTS)
             with pytest.raises(GraphQLError) as refused:
                 async for _ in two.events(third, wait_s=10):
@@ -68,7 +68,7 @@ async def test_subscriptions_per_user_are_limited(tmp_path: Path) -> None:
         async with subscriptions(stack.url, other.token) as ws:
             await ws.subscribe(MY_EVENTS)
             await ws.subscribe(MY_EVENTS)
-            third = await ws.subscribe(MY_EVENTS)
+            third = await ws.subscribe(MY_EVENTS)  # one socket's messages are taken in order
             with pytest.raises(GraphQLError) as refused:
                 async for _ in ws.events(third, wait_s=10):
                     pass
