@@ -259,6 +259,7 @@ class RedisEventBus:
 
     async def _drain(self, follower: Follower) -> AsyncIterator[JobEvent | QueueMoved]:
         while True:
+            _raise_if_cancel_was_swallowed()
             await follower.wait()
             if follower.error is not None:
                 raise follower.error
@@ -482,3 +483,14 @@ class RedisEventBus:
             follower.flag_moved()
         for waiter in self._registry.waiters:
             waiter.set()
+
+
+def _raise_if_cancel_was_swallowed() -> None:
+    """Raise CancelledError when this task was cancelled and yet runs on. Python 3.11's
+    `asyncio.wait_for` (redis-py writes through it) returns the result instead when the
+    cancel lands just as the awaited write completes: a follower whose socket closed while
+    it was reading its start cursor then waited for events forever, holding its place under
+    the per-user limit of subscriptions."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

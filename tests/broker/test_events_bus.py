@@ -7,6 +7,7 @@ Each bus gets its own clients, as a separate API process would. Waits are bounde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -523,3 +524,31 @@ async def test_resuming_from_a_cursor_the_capped_stream_no_longer_holds_is_refus
     assert expired.value.code == "CURSOR_EXPIRED"
     with pytest.raises(CursorExpired):
         await anext(bus.follow_user(BOB, after=cursors[0]))  # Bob's stream holds nothing
+
+
+async def test_a_follower_whose_cancel_was_swallowed_on_the_way_still_ends(
+    bus: RedisEventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's `wait_for`, inside redis-py, can swallow a cancel that lands as a write
+    completes; the follower must end all the same, not wait for events forever."""
+    reading = asyncio.Event()
+
+    async def cursor_read_that_swallows_a_cancel(user_id: UserId) -> str:
+        reading.set()
+        # what that wait_for does: the read's result comes back instead of the cancel
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return "0-0"
+
+    monkeypatch.setattr(bus, "last_cursor", cursor_read_that_swallows_a_cancel)
+
+    async def follow() -> None:
+        async for _ in bus.follow_user(ALICE):
+            pass
+
+    task = asyncio.create_task(follow())
+    await reading.wait()
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)  # bounded: a follower that waits on fails below
+    assert task.cancelled()
+    assert bus.subscriber_count == 0

@@ -64,6 +64,7 @@ async def test_subscriptions_per_user_are_limited(tmp_path: Path) -> None:
                 async for _ in two.events(third, wait_s=10):
                     pass
             assert refused.value.code == "RATE_LIMITED"
+        await stack.until_open_subscriptions(0)  # both sockets closed: their places are back
         other = await stack.client.register("kim")  # the limit is per user, on any socket
         async with subscriptions(stack.url, other.token) as ws:
             await ws.subscribe(MY_EVENTS)
