@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
@@ -159,32 +160,21 @@ class Loaders:
     """Batch loaders of one request (or, uncached, of one WebSocket connection), each made
     on first use: most requests use none."""
 
-    __slots__ = ("_api", "_cache", "_image", "_images_by_job", "_position")
-
     def __init__(self, api: Api, cache: bool) -> None:
         self._api = api
         self._cache = cache
-        self._images_by_job: DataLoader[JobId, list[Image]] | None = None
-        self._image: DataLoader[ImageId, Image | None] | None = None
-        self._position: DataLoader[JobId, int | None] | None = None
 
-    @property
+    @cached_property
     def images_by_job(self) -> DataLoader[JobId, list[Image]]:
-        if self._images_by_job is None:
-            self._images_by_job = DataLoader(load_fn=self._images_of_jobs, cache=self._cache)
-        return self._images_by_job
+        return DataLoader(load_fn=self._images_of_jobs, cache=self._cache)
 
-    @property
+    @cached_property
     def image(self) -> DataLoader[ImageId, Image | None]:
-        if self._image is None:
-            self._image = DataLoader(load_fn=self._images, cache=self._cache)
-        return self._image
+        return DataLoader(load_fn=self._images, cache=self._cache)
 
-    @property
+    @cached_property
     def position(self) -> DataLoader[JobId, int | None]:
-        if self._position is None:
-            self._position = DataLoader(load_fn=self._positions, cache=self._cache)
-        return self._position
+        return DataLoader(load_fn=self._positions, cache=self._cache)
 
     async def _images_of_jobs(self, ids: list[JobId]) -> list[list[Image]]:
         found = await self._api.images.for_jobs(list(ids))

@@ -115,7 +115,7 @@ async def init_db(url: str) -> None:
     global _checkpointer
     await close_db()
     if engine_of(url) == "sqlite":
-        _sqlite_folder(url).mkdir(parents=True, exist_ok=True)
+        _sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
     context = TortoiseContext()
     with context:  # current only while the apps are built
         await context.init(config=tortoise_config(url), _enable_global_fallback=True)
@@ -128,14 +128,14 @@ def _wal_checkpointer(url: str) -> WalCheckpointer | None:
     """A SQLite file's checkpointer; None for another engine or an in-memory database."""
     if engine_of(url) != "sqlite":
         return None
-    path = expand_db_url(url)["credentials"]["file_path"]
-    if path == ":memory:":
+    path = _sqlite_file(url)
+    if str(path) == ":memory:":
         return None
-    return WalCheckpointer(Path(path), busy_timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    return WalCheckpointer(path, busy_timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
-def _sqlite_folder(url: str) -> Path:
-    return Path(expand_db_url(url)["credentials"]["file_path"]).parent
+def _sqlite_file(url: str) -> Path:
+    return Path(expand_db_url(url)["credentials"]["file_path"])
 
 
 async def close_db() -> None:
