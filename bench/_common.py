@@ -275,7 +275,7 @@ async def fresh_database(spec: str, workdir: Path) -> AsyncIterator[str]:
     """`sqlite` → a new file in `workdir`; a PostgreSQL/MySQL server URL (no database name,
     e.g. `postgres://postgres@127.0.0.1:5432`) → a new database there, dropped afterwards."""
     if spec == "sqlite":
-        yield f"sqlite://{workdir / 'bench.sqlite3'}"
+        yield f"sqlite://{workdir / f'bench-{uuid.uuid4().hex[:10]}.sqlite3'}"
         return
     url = f"{spec.rstrip('/')}/sg_bench_{uuid.uuid4().hex[:10]}"
     await create_database(url)

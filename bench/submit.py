@@ -1,6 +1,6 @@
 """Submission throughput: the whole submit path beside a bare Strawberry mutation.
 
-    python bench/submit.py                         # SQLite, 16 clients, 1 000 users, 10 s
+    python bench/submit.py                         # SQLite, 16 clients, 1 000 users, 3 × 10 s
     python bench/submit.py --database-url postgres://postgres@127.0.0.1:5432
     python bench/submit.py --clients 32 --duration 20 --profile /tmp/prof   # needs py-spy
 
@@ -20,11 +20,17 @@ With `--ceiling`, a third kind runs too: `stargraph api` whose submit validates 
 the job but skips the database and Redis (`submit without I/O`). It shows how far any work on
 the submit path itself can go: the rest is HTTP, the middleware and the schema.
 
-Printed: submissions/s, p50/p99 latency, the server's CPU (cores, and milliseconds per
-submission), and StarGraph ÷ bare.
+The servers run in `--rounds` rounds (3 by default), each round every server once, the bare
+one first, each StarGraph on a fresh database. On a shared VM a server's speed drifts by a
+fifth or more from one minute to the next; a ratio taken within one round, and the median of
+those, moves much less than one run of each.
+
+Printed, per server (medians over the rounds): submissions/s, p50/p99 latency (of all
+rounds' requests), the server's CPU (cores, and milliseconds per submission, with its range),
+and StarGraph ÷ bare (the median of the rounds' ratios, with their range).
 Target: StarGraph at 50 % or more of the bare figure. `--profile DIR` records each StarGraph
 server with py-spy during its measured window (collapsed stacks, `DIR/<database>.txt`, and
-`DIR/without-io.txt` with `--ceiling`).
+`DIR/without-io.txt` with `--ceiling`; the last round's).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -211,8 +218,7 @@ async def run_bare(procs: Processes, args: argparse.Namespace) -> Figures:
 async def run_stargraph(
     procs: Processes, args: argparse.Namespace, spec: str, *, io: bool = True
 ) -> Figures:
-    workdir = procs.workdir if io else procs.workdir / "without-io"  # a SQLite file of its own
-    async with fresh_database(spec, workdir) as db:
+    async with fresh_database(spec, procs.workdir) as db:
         tokens = await prepare_database(db, args.users, points=10**8)
         port = free_port()
         env = stargraph_env(
@@ -262,35 +268,60 @@ def _profile(pid: int, args: argparse.Namespace, label: str) -> asyncio.Task[Non
     return asyncio.create_task(record())
 
 
-def _cpu_ms(f: Figures) -> str:
-    return f"{f.cores * f.seconds / len(f.latencies_ms) * 1000:.2f}" if f.latencies_ms else "-"
+def _cpu_ms(f: Figures) -> float:
+    return f.cores * f.seconds / len(f.latencies_ms) * 1000 if f.latencies_ms else float("nan")
 
 
-def report(args: argparse.Namespace, bare: Figures, runs: list[Figures]) -> str:
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _spread(values: list[float], digits: int = 2, unit: str = "") -> str:
+    if len(values) < 2 or min(values) == max(values):
+        return "-"
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}{unit}"
+
+
+def report(args: argparse.Namespace, rounds: list[tuple[Figures, list[Figures]]]) -> str:
+    """One row per server: medians over the rounds; a round's ratio divides by the bare
+    figure of that same round, so a machine that drifts between rounds moves both."""
+    names = [f.name for f in [rounds[0][0], *rounds[0][1]]]
     rows = []
-    for f in [bare, *runs]:
-        ratio = f.rate / bare.rate if bare.rate else float("nan")
-        rows.append([f.name, f"{f.rate:,.0f}", percentile(f.latencies_ms, 50),
-                     percentile(f.latencies_ms, 99), f"{f.cores:.2f}", _cpu_ms(f), f.errors,
-                     f"{ratio * 100:.0f} %"])  # fmt: skip
-    title = (f"submit: {args.clients} clients, {args.duration:.0f} s each (after "
-             f"{args.warmup:.0f} s warm-up); target StarGraph ≥ 50 % of bare\n"
+    for i, name in enumerate(names):
+        runs = [[bare, *others][i] for bare, others in rounds]
+        ratios = [f.rate / bare.rate if bare.rate else float("nan") for (bare, _), f in
+                  zip(rounds, runs, strict=True)]  # fmt: skip
+        latencies = [ms for f in runs for ms in f.latencies_ms]
+        rows.append([name, f"{_median([f.rate for f in runs]):,.0f}", percentile(latencies, 50),
+                     percentile(latencies, 99), _median([f.cores for f in runs]),
+                     _median([_cpu_ms(f) for f in runs]), _spread([_cpu_ms(f) for f in runs]),
+                     sum(f.errors for f in runs), f"{_median(ratios) * 100:.0f} %",
+                     _spread([r * 100 for r in ratios], 0, " %")])  # fmt: skip
+    title = (f"submit: {args.clients} clients, {len(rounds)} round(s) of {args.duration:.0f} s "
+             f"per server (after {args.warmup:.0f} s warm-up), servers alternated in each "
+             f"round; medians over the rounds; target StarGraph ≥ 50 % of bare\n"
              f"machine: {machine()}\n"
              "CPU ms/submit (the server's) is the steadier figure on a busy machine, where "
              "the rates depend on what else runs")  # fmt: skip
     headers = ["server", "submits/s", "p50 ms", "p99 ms", "server cores", "CPU ms/submit",
-               "errors", "of bare"]  # fmt: skip
+               "CPU range", "errors", "of bare", "of bare range"]  # fmt: skip
     return table(title, headers, rows)
 
 
 async def main(args: argparse.Namespace) -> None:
+    rounds: list[tuple[Figures, list[Figures]]] = []
     with tempfile.TemporaryDirectory(prefix="sg-bench-submit-") as tmp:
         async with Processes(Path(tmp)) as procs:
-            bare = await run_bare(procs, args)
-            runs = [await run_stargraph(procs, args, spec) for spec in args.database]
-            if args.ceiling:
-                runs.append(await run_stargraph(procs, args, "sqlite", io=False))
-    print(report(args, bare, runs))
+            for number in range(args.rounds):
+                bare = await run_bare(procs, args)
+                runs = [await run_stargraph(procs, args, spec) for spec in args.database]
+                if args.ceiling:
+                    runs.append(await run_stargraph(procs, args, "sqlite", io=False))
+                rounds.append((bare, runs))
+                if args.rounds > 1:
+                    done = ", ".join(f"{f.name} {f.rate / bare.rate:.0%}" for f in runs)
+                    print(f"round {number + 1}/{args.rounds}: {done}", file=sys.stderr)
+    print(report(args, rounds))
 
 
 def parse_args() -> argparse.Namespace:
@@ -300,6 +331,8 @@ def parse_args() -> argparse.Namespace:
                         help="users the clients submit as, in turn (≥ --clients)")  # fmt: skip
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every server in turn (medians reported)")  # fmt: skip
     parser.add_argument("--database-url", action="append", default=[], metavar="SERVER_URL",
                         help="also run on this database server, e.g. postgres://"
                         "postgres@127.0.0.1:5432 (repeatable; SQLite always runs)")  # fmt: skip
@@ -312,6 +345,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.users < args.clients:
         parser.error("--users must be at least --clients")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.database = ["sqlite", *args.database_url]
     return args
 
