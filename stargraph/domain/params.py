@@ -96,6 +96,8 @@ def _or(value: _T | None, default: _T) -> _T:
 
 def has_forbidden_characters(text: str) -> bool:
     """True for control characters other than tab/LF/CR, and for lone surrogates."""
+    if text.isprintable():  # C speed; no printable character is in Cc or Cs
+        return False
     return any(
         (unicodedata.category(ch) in ("Cc", "Cs")) and ch not in _ALLOWED_CONTROLS for ch in text
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
@@ -195,6 +196,17 @@ def test_control_characters_are_rejected_anywhere(
 def test_any_other_unicode_text_is_a_valid_prompt(text: str) -> None:
     assert not has_forbidden_characters(text)
     assert _validate(replace(BASE, prompt=text, negative_prompt=text)).prompt == text
+
+
+@given(
+    st.text(
+        st.characters(blacklist_categories=()) | st.sampled_from("\x00\t\n\r\x1b\x7f\x85\ud800"),
+        max_size=50,
+    )
+)
+def test_forbidden_characters_are_exactly_controls_and_lone_surrogates(text: str) -> None:
+    forbidden = any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r" for ch in text)
+    assert has_forbidden_characters(text) is forbidden
 
 
 def test_emoji_sequences_and_line_breaks_are_allowed() -> None:
