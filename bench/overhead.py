@@ -43,6 +43,7 @@ from _common import (
     Processes,
     Socket,
     database_label,
+    forget_prefix,
     free_port,
     fresh_database,
     gql,
@@ -129,8 +130,9 @@ async def run_stargraph(procs: Processes, args: argparse.Namespace, sim_url: str
     async with fresh_database(spec, procs.workdir) as db:
         token = (await prepare_database(db, 1, points=10**6))[0]
         port = free_port()
+        shared_redis = redis_url(required=False)
         env = stargraph_env(
-            database_url=db, redis_url=redis_url(required=False), redis_prefix=f"ovh{port}",
+            database_url=db, redis_url=shared_redis, redis_prefix=f"ovh{port}",
             comfyui_urls=[sim_url], default_model=CHECKPOINT, models=[CHECKPOINT],
             storage_dir=procs.workdir / f"images-{port}", graphiql="false",
             submits_per_minute=10**6,
@@ -148,6 +150,8 @@ async def run_stargraph(procs: Processes, args: argparse.Namespace, sim_url: str
                     figures.jobs.append(job)
             figures.records = await _records(http, sim_url)
         await procs.stop(serve)
+        if shared_redis is not None:
+            await forget_prefix(shared_redis, f"ovh{port}")
         return figures
 
 

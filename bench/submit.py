@@ -59,6 +59,7 @@ from _common import (
     Processes,
     RawHttp,
     database_label,
+    forget_prefix,
     free_port,
     fresh_database,
     machine,
@@ -221,8 +222,9 @@ async def run_stargraph(
     async with fresh_database(spec, procs.workdir) as db:
         tokens = await prepare_database(db, args.users, points=10**8)
         port = free_port()
+        shared_redis = redis_url(required=False)
         env = stargraph_env(
-            database_url=db, redis_url=redis_url(required=False),
+            database_url=db, redis_url=shared_redis,
             redis_prefix=f"bench{port}", models=[CHECKPOINT], default_model=CHECKPOINT,
             submits_per_minute=10**9, max_queued_per_user=10**9, graphiql="false",
             storage_dir=procs.workdir / "images",
@@ -242,6 +244,8 @@ async def run_stargraph(
         if profile is not None:
             await profile
         await procs.stop(api)
+        if shared_redis is not None:  # a thousand users' event streams and more
+            await forget_prefix(shared_redis, f"bench{port}")
         return figures
 
 
