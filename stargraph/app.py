@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import os
-import random
 import re
 import signal
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from stargraph import routes
 from stargraph.bootstrap import Services, SimulateOptions, build_services
 from stargraph.domain.errors import StarGraphError, Unauthenticated
+from stargraph.domain.types import unique_hex
 from stargraph.middleware import BodyLimit, WebSocketMessageLimit
 from stargraph.schema.build import SchemaOptions, build_schema
 from stargraph.schema.context import Api, ApiLimits, Context, Loaders, SubscriptionGate
@@ -57,8 +57,7 @@ def _bearer(value: object) -> str | None:
 
 def _request_id(request: Request | WebSocket) -> str:
     given = request.headers.get("x-request-id", "")
-    # not a secret, only unique: no system call for randomness on every request
-    return given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
+    return given if _REQUEST_ID.fullmatch(given) else unique_hex()
 
 
 class GraphQLView(GraphQL[Context, None]):

@@ -9,13 +9,13 @@ the window. (The cap on queued jobs per user is read from the SQL jobs table, no
 from __future__ import annotations
 
 import math
-import random
 from importlib.resources import files
 
 from redis.asyncio import Redis
 
 from stargraph.broker.pipelined import PipelinedScript
 from stargraph.domain.errors import RateLimited
+from stargraph.domain.types import unique_hex
 
 _RATE_LIMIT_LUA = files("stargraph.broker").joinpath("lua/rate_limit.lua").read_text()
 
@@ -46,7 +46,7 @@ class RateLimiter:
             raise ValueError("a rate limit needs limit >= 1 and window_s > 0")
         window_ms = max(1, math.ceil(window_s * 1000))
         wait_ms = await self._script(
-            [self._prefix + key], [limit, window_ms, _hit_id(), "1" if count else "0"]
+            [self._prefix + key], [limit, window_ms, unique_hex(), "1" if count else "0"]
         )
         if int(wait_ms) > 0:
             retry_after_s = int(wait_ms) / 1000
@@ -54,9 +54,3 @@ class RateLimiter:
                 f"too many attempts; try again in {math.ceil(retry_after_s)} s",
                 retry_after_s=retry_after_s,
             )
-
-
-def _hit_id() -> str:
-    """A hit's member in its key's window: unique, not secret (64 random bits, no system
-    call; Python reseeds `random` in a forked child)."""
-    return f"{random.getrandbits(64):016x}"

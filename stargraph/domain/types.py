@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import random
 import uuid
 from dataclasses import dataclass
 from typing import NewType
@@ -16,6 +17,12 @@ BackendId = NewType("BackendId", str)  # the backend's base URL
 def new_job_id() -> JobId:
     """A fresh lowercase UUID4 string, usable as a ComfyUI prompt id."""
     return JobId(str(uuid.uuid4()))
+
+
+def unique_hex() -> str:
+    """16 hex digits from 64 random bits: unique, not secret (no system call for
+    randomness; Python reseeds `random` in a forked child). For request ids and the like."""
+    return f"{random.getrandbits(64):016x}"
 
 
 def new_image_id() -> ImageId:

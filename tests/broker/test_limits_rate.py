@@ -101,7 +101,7 @@ async def test_one_hit_sent_twice_counts_once(
 ) -> None:
     """A pipeline resent after a lost connection runs the same hit again: it is neither
     counted twice nor refused by its own first count."""
-    monkeypatch.setattr(limits, "_hit_id", lambda: "the-same-hit")
+    monkeypatch.setattr(limits, "unique_hex", lambda: "the-same-hit")
     await limiter.hit("submit:9", limit=1, window_s=60)
     await limiter.hit("submit:9", limit=1, window_s=60)  # the resend: allowed
     monkeypatch.undo()
