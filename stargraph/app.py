@@ -239,13 +239,13 @@ class GraphQLFirst:
 
     def __init__(self, graphql: ASGIApp, other: Starlette) -> None:
         self._graphql = graphql
-        self.other = other
+        self._other = other
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan" and _route_path(scope) == GRAPHQL_PATH:
             await self._graphql(scope, receive, send)
         else:
-            await self.other(scope, receive, send)
+            await self._other(scope, receive, send)
 
 
 def create_app(
