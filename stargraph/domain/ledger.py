@@ -165,10 +165,15 @@ def audit_user(
     balance: Balance | None,
     entries: Sequence[LedgerEntry],
     holds: Sequence[HoldState],
+    open_holds: int | None = None,
 ) -> list[AuditFinding]:
-    """Every ledger invariant for one user; `entries` oldest first. Empty means clean."""
+    """Every ledger invariant for one user; `entries` oldest first; `open_holds` is the
+    account's count of unsettled holds, when it keeps one. Empty means clean."""
     problems = _audit_entries(entries, balance)
     problems += _audit_holds(balance, entries, holds)
+    unsettled = sum(not hold.settled for hold in holds)
+    if open_holds is not None and open_holds != unsettled:
+        problems.append(f"open_holds {open_holds} differs from {unsettled} unsettled holds")
     return [AuditFinding(user_id, p) for p in problems]
 
 

@@ -1,12 +1,15 @@
 """Tortoise implementation of the domain's JobStore: compare-and-set status changes,
-and settlement in the same transaction as the terminal status."""
+and settlement in the same transaction as the terminal status.
+
+A job's hold is taken with its row and settled with its terminal status, so a user's open
+holds are their unfinished jobs: the cap on unfinished jobs is the ledger's cap on open
+holds, which holds across API processes."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from functools import cache
 
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
@@ -37,7 +40,7 @@ from stargraph.store.convert import (
     older_than,
 )
 from stargraph.store.db import is_deadlock
-from stargraph.store.ledger import JobRowValues, NewJobHold, RowCap, TortoiseLedger
+from stargraph.store.ledger import JobRowValues, NewJobHold, TortoiseLedger
 from stargraph.store.models import ImageRow, JobRow
 
 _MAX_ERROR_MESSAGE = 2000
@@ -60,11 +63,6 @@ _COUNT_UNFINISHED = sql.Statement(
     f"SELECT COUNT(*) AS n FROM jobs WHERE user_id = ? AND status IN ({_UNFINISHED_SQL})"
 )
 _REFUSED_ATTEMPTS = 3  # a refused hold whose reason is gone by the time it is asked runs again
-
-
-@cache
-def _unfinished_below(limit: int) -> RowCap:
-    return RowCap(f"status IN ({_UNFINISHED_SQL})", limit)
 
 
 def _job_row(job: Job) -> JobRowValues:
@@ -91,11 +89,10 @@ class TortoiseJobStore:
         return await self._creations((job, max_unfinished))
 
     async def _create_one(self, job: Job, max_unfinished: int | None) -> tuple[Job, bool]:
-        cap = None if max_unfinished is None else _unfinished_below(max_unfinished)
         hold = NewJobHold(job.user_id, job.id, job.cost, _job_row(job))
         for _ in range(_REFUSED_ATTEMPTS):
             try:
-                if (await self._ledger.hold_new_jobs([hold], cap))[0]:
+                if (await self._ledger.hold_new_jobs([hold], max_unfinished))[0]:
                     return job, True
             except IntegrityError:
                 existing = await self._first_with_key(job)
@@ -142,8 +139,7 @@ class TortoiseJobStore:
             jobs = [creations[i][0] for i in members]
             holds = [NewJobHold(j.user_id, j.id, j.cost, _job_row(j)) for j in jobs]
             try:
-                row_cap = None if cap is None else _unfinished_below(cap)
-                taken = await self._ledger.hold_new_jobs(holds, row_cap)
+                taken = await self._ledger.hold_new_jobs(holds, cap)
             except Exception as exc:  # the wave wrote nothing; earlier waves keep their answers
                 if not (isinstance(exc, IntegrityError) or is_deadlock(exc)):
                     for index in members:

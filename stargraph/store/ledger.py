@@ -3,14 +3,18 @@
 Each method is one transaction (a savepoint when the caller already holds one, so a use case
 can hold points and write its job row atomically). `hold_new_jobs` takes the holds of new
 jobs, many users' at once (the submissions that arrive together), each with its job's row and,
-given a cap, only while the user has fewer than so many unfinished jobs: on PostgreSQL the
-freezes (and the cap's counts), the holds, their entries and the jobs' rows are one statement
+given a cap, only while the user has fewer than so many open holds: on PostgreSQL the
+freezes, the holds, their entries and the jobs' rows are one statement
 (data-modifying CTEs over arrays, atomic by themselves), one round trip instead of BEGIN, four
 statements and COMMIT; elsewhere one transaction (on SQLite one freeze statement for all of
 them). The hold's statements are raw SQL
 (`store.sql`): they run on every submission. Exactly-once comes from the database:
 `ledger_entries.move_key` is unique, a hold is the primary key of `holds`, and settling flips
-`holds.settled` with a conditional UPDATE that only one caller can win. Every conditional
+`holds.settled` with a conditional UPDATE that only one caller can win. The cap is a
+condition on the account row (`accounts.open_holds`, raised by every hold and lowered by its
+settlement), so it holds across processes: each engine checks a conditional UPDATE's WHERE
+on the row's newest version once it has the row's lock (a count of other rows in the same
+statement would see only the statement's snapshot on PostgreSQL). Every conditional
 UPDATE changes the row it matches, so the row count means the same on MariaDB (rows changed)
 as on PostgreSQL and SQLite (rows matched). Writes come first in each transaction, so SQLite
 takes its write lock before reading anything.
@@ -67,17 +71,6 @@ class NewJobHold:
     row: JobRowValues
 
 
-@dataclass(frozen=True, slots=True)
-class RowCap:
-    """Hold only while the user has fewer than `limit` rows that match `condition` (SQL over
-    the columns of the table the hold's row goes to, no placeholders) in that table. The
-    statement that freezes the points counts them, so one process never lets two of a user's
-    holds past the cap together."""
-
-    condition: str
-    limit: int
-
-
 class TortoiseLedger:
     """Points in SQL: `accounts` holds the balances, `ledger_entries` every move."""
 
@@ -113,15 +106,15 @@ class TortoiseLedger:
             return await _repeated(key, user_id)
 
     async def hold_new_jobs(
-        self, holds: Sequence[NewJobHold], cap: RowCap | None = None
+        self, holds: Sequence[NewJobHold], max_open: int | None = None
     ) -> list[bool]:
         """`hold` for jobs never held before, of distinct users, each with the INSERT of its
         `row` (table, columns, values: the job's row), all rows in one table; no balance read
         back (the submit path). One statement on PostgreSQL; elsewhere one transaction, the
         freezes (one statement on SQLite), then the rows in one call per table. Per hold,
-        whether it was taken: a refused one (no account, not enough points, or the user at
-        `cap`) wrote nothing. Raises IntegrityError, with nothing written, when any row
-        clashes (a repeated hold, or a clash in a row)."""
+        whether it was taken: a refused one (no account, not enough points, or the user
+        already at `max_open` open holds) wrote nothing. Raises IntegrityError, with nothing
+        written, when any row clashes (a repeated hold, or a clash in a row)."""
         if len({hold.user_id for hold in holds}) != len(holds):
             raise ValueError("one hold per user in a batch: each freeze must see its own row")
         if len({(hold.row[0], tuple(hold.row[1])) for hold in holds}) > 1:
@@ -130,13 +123,12 @@ class TortoiseLedger:
             check_hold(hold.amount)
         dialect = sql.dialect()
         if dialect == "postgres":
-            return await _hold_many_in_one_statement(holds, cap)
+            return await _hold_many_in_one_statement(holds, max_open)
         if dialect == "sqlite" and not sql.in_transaction():
-            return await sql.sqlite_transaction(functools.partial(_hold_many_at_once, holds, cap))
+            work = functools.partial(_hold_many_at_once, holds, max_open)
+            return await sql.sqlite_transaction(work)
         async with in_transaction():
-            taken = await _freeze_many(
-                [(hold.user_id, hold.amount) for hold in holds], holds[0].row[0], cap
-            )
+            taken = await _freeze_many([(hold.user_id, hold.amount) for hold in holds], max_open)
             for statement, rows in _hold_inserts(holds, taken):
                 await sql.execute_many(statement, rows)
         return taken
@@ -177,8 +169,8 @@ class TortoiseLedger:
     async def audit(self, user_id: UserId | None = None) -> list[AuditFinding]:
         """Check every ledger invariant for one user or for all; empty means clean."""
         where = {} if user_id is None else {"user_id": user_id}
-        balances = {
-            UserId(r.user_id): Balance(r.available, r.frozen)  # type: ignore[attr-defined]
+        accounts = {
+            UserId(r.user_id): r  # type: ignore[attr-defined]
             for r in await AccountRow.filter(**where)
         }
         entries: dict[UserId, list[LedgerEntry]] = defaultdict(list)
@@ -190,8 +182,13 @@ class TortoiseLedger:
             hold = _hold_state(hold_row)
             holds[hold.user_id].append(hold)
         findings: list[AuditFinding] = []
-        for uid in sorted(set(balances) | set(entries) | set(holds)):
-            findings += audit_user(uid, balances.get(uid), entries[uid], holds[uid])
+        for uid in sorted(set(accounts) | set(entries) | set(holds)):
+            account = accounts.get(uid)
+            if account is None:
+                findings += audit_user(uid, None, entries[uid], holds[uid])
+                continue
+            balance = Balance(account.available, account.frozen)
+            findings += audit_user(uid, balance, entries[uid], holds[uid], account.open_holds)
         return findings
 
 
@@ -233,7 +230,7 @@ _column_types: dict[str, dict[str, str]] = {}  # PostgreSQL: table â†’ column â†
 
 
 async def _hold_many_in_one_statement(
-    holds: Sequence[NewJobHold], cap: RowCap | None
+    holds: Sequence[NewJobHold], max_open: int | None
 ) -> list[bool]:
     """PostgreSQL: `hold_new_jobs` as one statement; each value travels as an array with
     one element per hold."""
@@ -242,8 +239,8 @@ async def _hold_many_in_one_statement(
     if types is None:
         rows = await sql.fetch(_COLUMN_TYPES, table)
         types = _column_types[table] = {row["name"]: row["type"] for row in rows}
-    condition, limit = _cap_parts(cap)
-    statement = _hold_many_and_insert(table, columns, tuple(types[c] for c in columns), condition)
+    capped = max_open is not None
+    statement = _hold_many_and_insert(table, columns, tuple(types[c] for c in columns), capped)
     now = datetime.now(UTC)
     taken = await sql.fetch(
         statement,
@@ -251,7 +248,7 @@ async def _hold_many_in_one_statement(
         [hold.job_id for hold in holds],
         [hold.amount for hold in holds],
         [hold_key(hold.job_id) for hold in holds],
-        *limit,
+        *_cap_values(max_open),
         *(now, EntryKind.HOLD.value, now),
         *(list(column) for column in zip(*(hold.row[2] for hold in holds), strict=True)),
     )
@@ -261,7 +258,7 @@ async def _hold_many_in_one_statement(
 
 @cache
 def _hold_many_and_insert(
-    table: str, columns: tuple[str, ...], types: tuple[str, ...], cap: str | None
+    table: str, columns: tuple[str, ...], types: tuple[str, ...], capped: bool
 ) -> Statement:
     """PostgreSQL: `_freeze_one`, `_INSERT_HOLD`, `_APPEND_HOLD` and one more row, for many
     holds, as one statement. `unnest` pairs the arrays' elements up by position (`n`); the
@@ -269,18 +266,18 @@ def _hold_many_and_insert(
     so a hold whose freeze matches no row writes nothing, and the result lists the `n` of
     those taken. `l` locks the accounts in user id order before any is changed, whatever
     plan the update gets: two processes' statements then never wait for each other in a
-    circle. With a `cap` condition, the cap's limit comes after the four arrays."""
+    circle. When `capped`, the cap on open holds comes after the four arrays."""
     listed = ", ".join(columns)
-    capped = _below_cap(table, "a.user_id", cap)
     return Statement(
         "WITH v AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::bigint[], ?::text[])"
         " WITH ORDINALITY AS v (user_id, job_id, amount, move_key, n)),"
         " l AS (SELECT a.user_id FROM accounts a JOIN v ON a.user_id = v.user_id"
         " ORDER BY a.user_id FOR UPDATE OF a),"
         " f AS (UPDATE accounts a"
-        " SET available = a.available - v.amount, frozen = a.frozen + v.amount"
+        " SET available = a.available - v.amount, frozen = a.frozen + v.amount,"
+        " open_holds = a.open_holds + 1"
         " FROM v JOIN l ON l.user_id = v.user_id"
-        f" WHERE a.user_id = v.user_id AND a.available >= v.amount{capped}"
+        f" WHERE a.user_id = v.user_id AND a.available >= v.amount{_below_cap('a', capped)}"
         " RETURNING v.n, v.user_id, v.job_id, v.amount, v.move_key, a.available, a.frozen),"
         " h AS (INSERT INTO holds (job_id, user_id, amount, settled, created_at)"
         " SELECT job_id, user_id, amount, FALSE, ? FROM f),"
@@ -307,36 +304,29 @@ async def _hold_rows(user_id: UserId, job_id: JobId, amount: int) -> bool:
     return True
 
 
-async def _freeze(
-    user_id: UserId, amount: int, table: str | None = None, cap: RowCap | None = None
-) -> bool:
-    """Move `amount` from available to frozen when the account has it and, with a `cap`,
-    fewer rows in `table` that match it than its limit. Run inside a transaction."""
-    condition, limit = _cap_parts(cap)
-    if amount == 0:  # nothing would change, and MariaDB would then count no row
-        return bool(await sql.fetch(_account(table, condition), user_id, *limit))
-    statement = _freeze_one(table, condition)
-    return await sql.execute(statement, amount, amount, user_id, amount, *limit) == 1
+async def _freeze(user_id: UserId, amount: int, max_open: int | None = None) -> bool:
+    """Move `amount` from available to frozen and open one more hold, when the account has
+    the points and, with `max_open`, fewer open holds. Run inside a transaction."""
+    statement = _freeze_one(max_open is not None)
+    values = (amount, amount, user_id, amount, *_cap_values(max_open))
+    return await sql.execute(statement, *values) == 1
 
 
-async def _freeze_many(
-    amounts: Sequence[tuple[UserId, int]], table: str, cap: RowCap | None
-) -> list[bool]:
-    """`_freeze` for distinct users, each only while it has fewer than `cap` matching rows
-    in `table`: one statement on SQLite (RETURNING tells which froze), one per user
-    elsewhere. Run inside a transaction."""
+async def _freeze_many(amounts: Sequence[tuple[UserId, int]], max_open: int | None) -> list[bool]:
+    """`_freeze` for distinct users: one statement on SQLite (RETURNING tells which froze),
+    one per user elsewhere. Run inside a transaction."""
     if sql.dialect() != "sqlite":
-        return [await _freeze(user_id, amount, table, cap) for user_id, amount in amounts]
-    statement, values = _freeze_each_with(amounts, table, cap)
+        return [await _freeze(user_id, amount, max_open) for user_id, amount in amounts]
+    statement, values = _freeze_each_with(amounts, max_open)
     return _which_froze(amounts, await sql.fetch(statement, *values))
 
 
 def _hold_many_at_once(
-    holds: Sequence[NewJobHold], cap: RowCap | None, steps: sql.SqliteSteps
+    holds: Sequence[NewJobHold], max_open: int | None, steps: sql.SqliteSteps
 ) -> list[bool]:
     """SQLite: `hold_new_jobs`'s transaction, as one `sql.sqlite_transaction`."""
     amounts = [(hold.user_id, hold.amount) for hold in holds]
-    statement, values = _freeze_each_with(amounts, holds[0].row[0], cap)
+    statement, values = _freeze_each_with(amounts, max_open)
     taken = _which_froze(amounts, steps.fetch(statement, *values))
     for insert, rows in _hold_inserts(holds, taken):
         steps.execute_many(insert, rows)
@@ -344,14 +334,13 @@ def _hold_many_at_once(
 
 
 def _freeze_each_with(
-    amounts: Sequence[tuple[UserId, int]], table: str, cap: RowCap | None
+    amounts: Sequence[tuple[UserId, int]], max_open: int | None
 ) -> tuple[Statement, tuple[object, ...]]:
     """SQLite: the one freeze statement for `amounts`, and its values."""
     cases = [value for pair in amounts for value in pair]
     users = [user_id for user_id, _ in amounts]
-    condition, limit = _cap_parts(cap)
-    statement = _freeze_each(len(amounts), table, condition)
-    return statement, (*cases, *cases, *users, *cases, *limit)
+    statement = _freeze_each(len(amounts), max_open is not None)
+    return statement, (*cases, *cases, *users, *cases, *_cap_values(max_open))
 
 
 def _which_froze(amounts: Sequence[tuple[UserId, int]], rows: Sequence[Any]) -> list[bool]:
@@ -379,55 +368,47 @@ def _hold_inserts(
     ]
 
 
-def _cap_parts(cap: RowCap | None) -> tuple[str | None, tuple[int, ...]]:
-    """A cap's condition (for the statement) and its limit as the values it adds."""
-    return (None, ()) if cap is None else (cap.condition, (cap.limit,))
+def _cap_values(max_open: int | None) -> tuple[int, ...]:
+    """The values a capped freeze adds after its others: the cap, when there is one."""
+    return () if max_open is None else (max_open,)
 
 
-def _below_cap(table: str | None, user: str, condition: str | None) -> str:
-    """SQL to AND to a WHERE: the user `user` names has fewer rows of `table` that match
-    `condition` than the next value; nothing without a condition."""
-    if table is None or condition is None:
-        return ""
-    count = f"(SELECT COUNT(*) FROM {table} c WHERE c.user_id = {user} AND {condition})"
-    return f" AND {count} < ?"
+def _below_cap(account: str, capped: bool) -> str:
+    """SQL to AND to a freeze's WHERE: the account (as `account` names it) has fewer open
+    holds than the next value; nothing when not `capped`."""
+    return f" AND {account}.open_holds < ?" if capped else ""
 
 
 @cache
-def _freeze_one(table: str | None, cap: str | None) -> Statement:
-    """One account's freeze; with a `cap` condition on `table`, its limit is the last value."""
+def _freeze_one(capped: bool) -> Statement:
+    """One account's freeze; when `capped`, the cap on open holds is the last value. It
+    always changes the row (`open_holds`), so a free hold counts as a changed row on
+    MariaDB too."""
     return Statement(
-        "UPDATE accounts SET available = available - ?, frozen = frozen + ?"
-        f" WHERE user_id = ? AND available >= ?{_below_cap(table, 'accounts.user_id', cap)}"
+        "UPDATE accounts SET available = available - ?, frozen = frozen + ?,"
+        " open_holds = open_holds + 1"
+        f" WHERE user_id = ? AND available >= ?{_below_cap('accounts', capped)}"
     )
 
 
 @cache
-def _account(table: str | None, cap: str | None) -> Statement:
-    """The account, if it exists (and, with a `cap` condition, is below the last value)."""
-    return Statement(
-        "SELECT user_id FROM accounts"
-        f" WHERE user_id = ?{_below_cap(table, 'accounts.user_id', cap)}"
-    )
-
-
-@cache
-def _freeze_each(users: int, table: str, cap: str | None) -> Statement:
+def _freeze_each(users: int, capped: bool) -> Statement:
     """SQLite: `_freeze_one` for `users` accounts at once, each with its own amount."""
     amount = f"CASE user_id {' '.join(['WHEN ? THEN ?'] * users)} END"
     return Statement(
-        f"UPDATE accounts SET available = available - {amount}, frozen = frozen + {amount}"
-        f" WHERE user_id IN ({', '.join('?' * users)}) AND available >= {amount}"
-        f"{_below_cap(table, 'accounts.user_id', cap)} RETURNING user_id"
+        f"UPDATE accounts SET available = available - {amount}, frozen = frozen + {amount},"
+        f" open_holds = open_holds + 1 WHERE user_id IN ({', '.join('?' * users)})"
+        f" AND available >= {amount}{_below_cap('accounts', capped)} RETURNING user_id"
     )
 
 
 async def _settle_account(hold: HoldState, captured: int) -> Settlement:
     released = hold.amount - captured
-    if hold.amount:
-        await AccountRow.filter(user_id=hold.user_id).update(
-            frozen=F("frozen") - hold.amount, available=F("available") + released
-        )
+    await AccountRow.filter(user_id=hold.user_id).update(
+        frozen=F("frozen") - hold.amount,
+        available=F("available") + released,
+        open_holds=F("open_holds") - 1,
+    )
     after = await _read_balance(hold.user_id)
     if captured:
         before_release = Balance(after.available - released, after.frozen + released)

@@ -47,13 +47,17 @@ class TokenRow(Model):
 
 
 class AccountRow(Model):
-    """A user's points: `available` can be spent, `frozen` is held for unfinished jobs."""
+    """A user's points: `available` can be spent, `frozen` is held for unfinished jobs.
+    `open_holds` counts the user's unsettled holds (one per unfinished job), so that the cap
+    on unfinished jobs is a condition on this row, which every engine re-checks on the row's
+    newest version once it holds its lock."""
 
     user: fields.OneToOneRelation[UserRow] = fields.OneToOneField(
         "models.UserRow", related_name="account", on_delete=fields.CASCADE, primary_key=True
     )
     available = fields.BigIntField(default=0)
     frozen = fields.BigIntField(default=0)
+    open_holds = fields.IntField(default=0)
 
     class Meta:
         table = "accounts"

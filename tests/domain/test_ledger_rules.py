@@ -83,6 +83,14 @@ def test_an_open_hold_is_clean_while_frozen() -> None:
     assert audit_user(USER, Balance(60, 40), history()[:2], [open_hold]) == []
 
 
+def test_the_count_of_open_holds_must_match_the_unsettled_holds() -> None:
+    open_hold = HoldState(JOB, USER, 40, None, False)
+    assert audit_user(USER, Balance(60, 40), history()[:2], [open_hold], open_holds=1) == []
+    assert audit_user(USER, Balance(70, 0), history(), [SETTLED], open_holds=0) == []
+    [found] = audit_user(USER, Balance(70, 0), history(), [SETTLED], open_holds=1)
+    assert found.problem == "open_holds 1 differs from 0 unsettled holds"
+
+
 def problems(balance: Balance | None, entries: list[LedgerEntry], holds: list[HoldState]) -> str:
     return " | ".join(f.problem for f in audit_user(USER, balance, entries, holds))
 

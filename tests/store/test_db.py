@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import shutil
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncmy.errors
 import pytest
@@ -13,7 +15,9 @@ from tortoise import connections
 from tortoise.exceptions import OperationalError
 from tortoise.expressions import F
 
+from stargraph.store import db as store_db
 from stargraph.store.db import (
+    APP,
     close_db,
     engine_of,
     init_db,
@@ -63,6 +67,41 @@ async def test_migrate_from_empty_to_head_is_idempotent(any_empty_db: str) -> No
     assert await migrate(any_empty_db) == []
     await init_db(any_empty_db)
     assert await _tables() >= TABLES
+
+
+async def test_the_open_holds_migration_counts_the_unsettled_holds(
+    any_empty_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database from before `accounts.open_holds` gets the count of each user's unsettled
+    holds, so its caps and its audit hold from the first submission after the upgrade."""
+    engine = engine_of(any_empty_db)
+    before = tmp_path / engine
+    shutil.copytree(migrations_location(any_empty_db), before)
+    for later in (before / APP).glob("[2-9]_*.py"):
+        later.unlink()
+    monkeypatch.setattr(store_db, "migrations_location", lambda url: before)
+    await migrate(any_empty_db)
+    monkeypatch.undo()
+    await init_db(any_empty_db)
+    try:
+        conn = connections.get("default")
+        for user in (1, 2, 3):
+            await conn.execute_script(
+                f"INSERT INTO users (id, username, username_key, password_hash, role,"
+                f" created_at) VALUES ({user}, 'u{user}', 'u{user}', 'x', 'user',"
+                f" '2026-01-01 00:00:00');"
+                f" INSERT INTO accounts (user_id, available, frozen) VALUES ({user}, 0, 0);"
+            )
+        for job, user, settled in (("a", 1, 0), ("b", 1, 0), ("c", 1, 1), ("d", 2, 1)):
+            await conn.execute_script(
+                f"INSERT INTO holds (job_id, user_id, amount, settled, created_at) VALUES"
+                f" ('{job}', {user}, 0, {'TRUE' if settled else 'FALSE'}, '2026-01-01 00:00:00')"
+            )
+        assert [v.split("_")[0] for v in await migrate(any_empty_db)] == ["2"]
+        accounts = await AccountRow.all().order_by("user_id")
+        assert [account.open_holds for account in accounts] == [2, 0, 0]
+    finally:
+        await close_db()
 
 
 async def test_models_and_migrations_agree(any_db: str) -> None:

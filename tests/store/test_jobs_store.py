@@ -31,7 +31,7 @@ from stargraph.domain.queue import QueuedJob
 from stargraph.domain.types import BackendId, JobId, Priority, UserId, new_job_id
 from stargraph.store.db import tortoise_config
 from stargraph.store.jobs import TortoiseJobStore
-from stargraph.store.ledger import NewJobHold, RowCap, TortoiseLedger
+from stargraph.store.ledger import NewJobHold, TortoiseLedger
 from stargraph.store.models import AccountRow, HoldRow, ImageRow, JobRow, LedgerEntryRow, UserRow
 
 PRICE = 10
@@ -253,7 +253,7 @@ async def test_a_failed_batch_fails_only_its_own_submissions(
     batches = 0
     hold_new_jobs = ledger.hold_new_jobs
 
-    async def second_fails(holds: list[NewJobHold], cap: RowCap | None = None) -> list[bool]:
+    async def second_fails(holds: list[NewJobHold], cap: int | None = None) -> list[bool]:
         nonlocal batches
         batches += 1
         if batches == 2:
@@ -294,6 +294,29 @@ async def test_the_cap_on_unfinished_jobs_holds_for_jobs_made_at_once(
     assert {str(i) for i in ids} == {str(j.id) for j in (running, failed, *made)}
     cost = sum(job.cost for job in made)
     assert await ledger.balance(user) == Balance(before.available - cost, before.frozen + cost)
+    assert await ledger.audit() == []
+
+
+async def test_the_cap_holds_across_processes(
+    any_db: str, store: TortoiseJobStore, ledger: TortoiseLedger
+) -> None:
+    """Submissions for one user from several API processes at once (each its own
+    connection) never take the user past the cap, however their statements interleave."""
+    user = await make_user(1000)
+    await in_engine(store, user)
+    attempts = [make_job(user) for _ in range(8)]
+
+    async def create(job: Job) -> tuple[Job, bool] | QueueFull:
+        try:
+            return await TortoiseJobStore(TortoiseLedger()).create_queued(job, 3)
+        except QueueFull as refused:
+            return refused
+
+    outcomes = await on_own_connections(any_db, [functools.partial(create, j) for j in attempts])
+    made = [o for o in outcomes if isinstance(o, tuple)]
+    assert (len(made), len(outcomes) - len(made)) == (2, 6)
+    assert await store.count_unfinished(user) == 3
+    assert await ledger.balance(user) == Balance(1000 - 3 * PRICE * 2, 3 * PRICE * 2)
     assert await ledger.audit() == []
 
 

@@ -251,6 +251,25 @@ async def test_audit_finds_a_tampered_entry_and_a_forged_settlement(
     assert f"job {job}: moves" in problems
 
 
+async def test_the_account_counts_its_open_holds(ledger: TortoiseLedger) -> None:
+    """Each hold (free ones too) opens one, its settlement closes it; the audit checks the
+    count against the holds."""
+    user = await make_user(100)
+    jobs = [new_job_id() for _ in range(3)]
+    for job, amount in zip(jobs, (30, 0, 10), strict=True):
+        await ledger.hold(user, job, amount)
+    await ledger.hold(user, jobs[0], 30)  # a repeat opens nothing
+    assert (await AccountRow.get(user_id=user)).open_holds == 3
+    await ledger.settle(jobs[0], 30)
+    await ledger.settle(jobs[1], 0)
+    await ledger.settle(jobs[1], 0)  # a repeat closes nothing
+    assert (await AccountRow.get(user_id=user)).open_holds == 1
+    assert await ledger.audit(user) == []
+    await AccountRow.filter(user_id=user).update(open_holds=2)
+    [finding] = await ledger.audit(user)
+    assert finding.problem == "open_holds 2 differs from 1 unsettled holds"
+
+
 # ---------------------------------------------------------------- concurrency
 
 
