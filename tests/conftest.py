@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from stargraph.broker.connection import connect_redis
 from stargraph.store.db import close_db, create_database, drop_database, init_db, migrate
+from tests.redis_cleanup import forget_prefix
 
 REDIS_URL = os.environ.get("STARGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("STARGRAPH_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
@@ -49,16 +50,7 @@ async def redis_prefix() -> AsyncIterator[str]:
     afterwards every key on the server that holds it is deleted."""
     prefix = f"t{uuid.uuid4().hex[:12]}"
     yield prefix
-    redis_host = urlsplit(REDIS_URL)
-    if not _reachable(redis_host.hostname or "127.0.0.1", redis_host.port or 6379):
-        return
-    client = connect_redis(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"*{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await forget_prefix(REDIS_URL, prefix)
 
 
 @pytest.fixture(params=["memory", "server"])

@@ -27,6 +27,7 @@ from stargraph.domain.types import Role
 from stargraph.serve import server_options
 from stargraph.settings import Settings, load_settings
 from stargraph.store.db import create_database, drop_database, migrate
+from tests.redis_cleanup import forget_prefix
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 
@@ -272,7 +273,9 @@ async def running_stargraph(
     worker: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """Build the real services (SQLite file, Redis, simulators) and serve the real app."""
+    """Build the real services (SQLite file, Redis, simulators) and serve the real app.
+    Redis keys under a prefix it chose are deleted afterwards; a caller that passes
+    `redis_prefix` (to run the service again on the same keys) deletes them itself."""
     settings = make_settings(tmp_path, **overrides)
     await migrate(settings.database_url)
     services = await build_services(settings, simulate=simulate, worker=worker)
@@ -285,6 +288,8 @@ async def running_stargraph(
             yield Stack(url, services, Client(http))
     finally:
         await services.aclose()
+        if "redis_prefix" not in overrides:
+            await forget_prefix(settings.redis_url, settings.redis_prefix)
 
 
 @asynccontextmanager

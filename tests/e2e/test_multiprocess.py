@@ -28,6 +28,7 @@ from stargraph.comfy.simulator import running_simulator
 from stargraph.store.db import migrate
 from tests.conftest import REDIS_URL, need_service
 from tests.e2e.harness import Client, closed_port_url, subscriptions
+from tests.redis_cleanup import forget_prefix
 
 pytestmark = pytest.mark.redis
 
@@ -97,32 +98,36 @@ async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
     need_service("Redis", "127.0.0.1", 6379)
     database = f"sqlite://{tmp_path / 'shared.sqlite3'}"
     await migrate(database)
-    async with running_simulator(SimulatorConfig(step_time=0.03)) as sim:
-        env = {
-            **os.environ,
-            "STARGRAPH_DATABASE_URL": database,
-            "STARGRAPH_REDIS_URL": REDIS_URL,
-            "STARGRAPH_REDIS_PREFIX": f"mp{uuid.uuid4().hex[:10]}",
-            "STARGRAPH_COMFYUI_URLS": sim.url,
-            "STARGRAPH_STORAGE_DIR": str(tmp_path / "images"),
-            "STARGRAPH_DEFAULT_MODEL": RECORDED_CHECKPOINT,
-            "STARGRAPH_OLLAMA_URL": closed_port_url(),
-            "STARGRAPH_LOG_LEVEL": "INFO",
-        }
-        ports = [_free_port(), _free_port(), _free_port()]
-        env["STARGRAPH_WORKER_METRICS_PORT"] = str(ports[2])
-        urls = [f"http://127.0.0.1:{p}" for p in ports]
-        logs = [tmp_path / n for n in ("worker.log", "api1.log", "api2.log")]
-        api = [["stargraph", "api", "--port", str(p)] for p in ports[:2]]
-        with (
-            _process(["stargraph.worker"], env, logs[0], "worker stopped") as worker,
-            _process(api[0], env, logs[1], "Application shutdown complete") as api1,
-            _process(api[1], env, logs[2], "Application shutdown complete") as api2,
-        ):
-            await _until_up(urls[0], api1, logs[1])
-            await _until_up(urls[1], api2, logs[2])
-            await _until_up(urls[2], worker, logs[0])
-            yield urls[0], urls[1], urls[2] + "/metrics"
+    prefix = f"mp{uuid.uuid4().hex[:10]}"
+    try:
+        async with running_simulator(SimulatorConfig(step_time=0.03)) as sim:
+            env = {
+                **os.environ,
+                "STARGRAPH_DATABASE_URL": database,
+                "STARGRAPH_REDIS_URL": REDIS_URL,
+                "STARGRAPH_REDIS_PREFIX": prefix,
+                "STARGRAPH_COMFYUI_URLS": sim.url,
+                "STARGRAPH_STORAGE_DIR": str(tmp_path / "images"),
+                "STARGRAPH_DEFAULT_MODEL": RECORDED_CHECKPOINT,
+                "STARGRAPH_OLLAMA_URL": closed_port_url(),
+                "STARGRAPH_LOG_LEVEL": "INFO",
+            }
+            ports = [_free_port(), _free_port(), _free_port()]
+            env["STARGRAPH_WORKER_METRICS_PORT"] = str(ports[2])
+            urls = [f"http://127.0.0.1:{p}" for p in ports]
+            logs = [tmp_path / n for n in ("worker.log", "api1.log", "api2.log")]
+            api = [["stargraph", "api", "--port", str(p)] for p in ports[:2]]
+            with (
+                _process(["stargraph.worker"], env, logs[0], "worker stopped") as worker,
+                _process(api[0], env, logs[1], "Application shutdown complete") as api1,
+                _process(api[1], env, logs[2], "Application shutdown complete") as api2,
+            ):
+                await _until_up(urls[0], api1, logs[1])
+                await _until_up(urls[1], api2, logs[2])
+                await _until_up(urls[2], worker, logs[0])
+                yield urls[0], urls[1], urls[2] + "/metrics"
+    finally:  # after every process has stopped
+        await forget_prefix(REDIS_URL, prefix)
 
 
 def _real(events: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:

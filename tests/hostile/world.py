@@ -25,6 +25,7 @@ from stargraph.domain.types import UserId
 from tests.e2e.harness import Client, Stack, redis_url_for_tests, running_stargraph, subscriptions
 from tests.hostile.judge import Operation, judge, operation_of, signature
 from tests.hostile.state import Snapshot, audit_findings, snapshot
+from tests.redis_cleanup import forget_prefix
 
 SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
 FOLLOW = (
@@ -169,6 +170,15 @@ async def hostile_world(tmp_path: Path, **settings: Any) -> AsyncIterator[World]
         "max_queued_per_user": 40,
         **settings,
     }
+    try:
+        async with _world(tmp_path, overrides) as world:
+            yield world
+    finally:
+        await forget_prefix(overrides["redis_url"], overrides["redis_prefix"])
+
+
+@asynccontextmanager
+async def _world(tmp_path: Path, overrides: dict[str, Any]) -> AsyncIterator[World]:
     known = Known()
     tokens: dict[str, str | None] = dict(await _history(tmp_path, known, overrides))
     async with running_stargraph(
