@@ -6,8 +6,9 @@ RUN_IN_TRANSACTION = True
 async def upgrade(db: BaseDBAsyncClient) -> str:
     return """
         ALTER TABLE "accounts" ADD "open_holds" INT NOT NULL DEFAULT 0;
-        UPDATE "accounts" SET "open_holds" = (SELECT COUNT(*) FROM "holds" h
-            WHERE h."user_id" = "accounts"."user_id" AND NOT h."settled");"""
+        UPDATE "accounts" SET "open_holds" = h."n" FROM (SELECT "user_id", COUNT(*) AS "n"
+            FROM "holds" WHERE NOT "settled" GROUP BY "user_id") h
+            WHERE "accounts"."user_id" = h."user_id";"""
 
 
 async def downgrade(db: BaseDBAsyncClient) -> str:
