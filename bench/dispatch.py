@@ -45,7 +45,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import machine, median, percentile, wake_cost_ms  # noqa: E402
+from _common import forget_prefix, machine, median, percentile, wake_cost_ms  # noqa: E402
 
 from stargraph.broker.connection import connect_redis  # noqa: E402
 from stargraph.broker.events import RedisEventBus  # noqa: E402
@@ -274,6 +274,8 @@ async def run_stargraph(args: argparse.Namespace, redis_url: str | None, storage
         await queue.aclose()
         await gateway.aclose()
         await redis.aclose()
+        if redis_url is not None:  # the queue, the events, the slots
+            await forget_prefix(redis_url, prefix)
         figures = measure("stargraph", await sims.records())
         figures.inside_ms = inside
         return figures
