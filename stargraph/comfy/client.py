@@ -18,14 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from stargraph.comfy.http import (
-    ConnectFailed,
-    ExchangeFailed,
-    HttpClient,
-    Origin,
-    Response,
-    Timeouts,
-)
 from stargraph.comfy.messages import (
     ExecutionError,
     ExecutionInterrupted,
@@ -36,6 +28,14 @@ from stargraph.comfy.messages import (
     parse_event,
 )
 from stargraph.domain.capabilities import Capabilities
+from stargraph.http_client import (
+    ConnectFailed,
+    ExchangeFailed,
+    HttpClient,
+    Origin,
+    Response,
+    Timeouts,
+)
 
 DEFAULT_TIMEOUTS = Timeouts(connect=5.0, total=30.0)
 VIEW_TIMEOUTS = Timeouts(connect=5.0, total=120.0)

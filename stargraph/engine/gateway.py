@@ -23,7 +23,6 @@ from stargraph.comfy.client import (
     HistoryEntry,
 )
 from stargraph.comfy.connection import ComfySocket
-from stargraph.comfy.http import HttpClient
 from stargraph.domain.backends import (
     BackendRejected,
     BackendUncertain,
@@ -35,6 +34,7 @@ from stargraph.domain.backends import (
 from stargraph.domain.capabilities import Capabilities
 from stargraph.domain.progress import error_message
 from stargraph.domain.types import BackendId, JobId
+from stargraph.http_client import HttpClient
 
 SILENCE_TIMEOUT_S = 120.0  # no frame this long while a job is inside: reopen the socket
 

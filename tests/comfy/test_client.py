@@ -19,10 +19,10 @@ from stargraph.comfy.client import (
     ComfyValidationError,
     summarise,
 )
-from stargraph.comfy.http import HttpClient, Timeouts
 from stargraph.comfy.messages import ExecutionError, ExecutionInterrupted, ImageRef
 from stargraph.comfy.sim_config import RECORDED_SAMPLERS, RECORDED_SCHEDULERS, SimulatorConfig
 from stargraph.comfy.simulator import SimulatorHandle, running_simulator
+from stargraph.http_client import HttpClient, Timeouts
 
 from .answering import Answer, answering_server
 from .graphs import t2i

@@ -1,5 +1,5 @@
-"""A lean HTTP/1.1 client for ComfyUI's API: keep-alive connections per server, JSON in and
-out, httptools' C parser for the answers.
+"""A lean HTTP/1.1 client for the engines' APIs (ComfyUI, Ollama): keep-alive connections
+per server, JSON in and out, httptools' C parser for the answers.
 
 Why not httpx: every job's dispatch is a POST, sent the moment a slot frees, usually after
 the worker's loop has idled. Through httpx one request to the simulator on loopback cost
@@ -8,7 +8,8 @@ and 0.3 ms. The difference is code: httpx, httpcore and anyio run several hundre
 calls per request, and after an idle spell that code is cold.
 
 Failures are two kinds: `ConnectFailed` (the request surely never reached the server) and
-`ExchangeFailed` (it may have: the connection broke or the time ran out after sending).
+`ExchangeFailed` (it may have: the connection broke, or the time ran out after sending, which
+raises its subclass `ExchangeTimedOut`).
 A GET on a kept-alive connection that the server had closed is retried once on a new one.
 """
 
@@ -40,6 +41,10 @@ class ConnectFailed(HttpError):
 
 class ExchangeFailed(HttpError):
     """The request was sent, or may have been, but no whole answer came back."""
+
+
+class ExchangeTimedOut(ExchangeFailed):
+    """The request was sent, or may have been, and no whole answer came back in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +281,7 @@ class HttpClient:
                 answer = await connection.exchange(request)
             done = True
         except TimeoutError:
-            raise ExchangeFailed(f"no whole answer within {timeouts.total} s") from None
+            raise ExchangeTimedOut(f"no whole answer within {timeouts.total} s") from None
         finally:
             if done and connection.usable() and not self._closed:
                 connection.idle_since = time.monotonic()

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 client under ComfyClient, against real sockets on loopback: connection reuse,
+"""The HTTP/1.1 client under ComfyClient and OllamaTranslator, against real sockets on loopback:
 answers framed every way HTTP/1.1 allows, and each failure sorted into sent / not sent."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import uvloop
 
-from stargraph.comfy.http import (
+from stargraph.http_client import (
     IDLE_LIMIT_S,
     ConnectFailed,
     ExchangeFailed,
+    ExchangeTimedOut,
     HttpClient,
     Origin,
     Timeouts,
 )
-
-from .answering import Heard, answering_server, encode_answer, read_request
+from tests.comfy.answering import Heard, answering_server, encode_answer, read_request
 
 FAST = Timeouts(connect=2.0, total=2.0)
 
@@ -187,7 +187,7 @@ async def test_a_slow_answer_times_out_and_its_socket_is_not_reused(http: HttpCl
                 await writer.drain()
 
     async with raw_server(slow_then_fast) as origin:
-        with pytest.raises(ExchangeFailed):
+        with pytest.raises(ExchangeTimedOut):
             await http.request(origin, "GET", "/x", timeouts=Timeouts(connect=1.0, total=0.05))
         answer = await http.request(origin, "GET", "/x", timeouts=FAST)
     assert answer.text() == "ok"
