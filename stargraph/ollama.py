@@ -1,4 +1,5 @@
-"""OllamaTranslator: the domain's `Translator` over Ollama's `/api/chat`, with httpx.
+"""OllamaTranslator: the domain's `Translator` over Ollama's `/api/chat`, through the HTTP
+client the ComfyUI client uses.
 
 Following what makes small models translate reliably: non-streaming, every setting inside `options`
 (temperature 0, a fixed seed, `num_predict` bounded by the input), a translator-only system
@@ -17,9 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from stargraph.domain.translation import TranslatorUnavailable
+from stargraph.http_client import (
+    ExchangeTimedOut,
+    HttpClient,
+    HttpError,
+    Origin,
+    Response,
+    Timeouts,
+)
 
 PROMPT_VERSION = "1"  # bump when the messages below change: cached answers are per version
 
@@ -97,15 +104,16 @@ def _en_field(content: str) -> str:
 
 
 class OllamaTranslator:
-    """Translate through one Ollama model. Pass `client` to share a connection pool;
-    `on_latency` receives each call's duration and whether it succeeded (for metrics)."""
+    """Translate through one Ollama model at `base_url` (an http(s) URL, else ValueError).
+    Pass `client` to share its connections; `on_latency` receives each call's duration and
+    whether it succeeded (for metrics)."""
 
     def __init__(
         self,
         base_url: str,
         model: str,
         timeout_s: float = 30.0,
-        client: httpx.AsyncClient | None = None,
+        client: HttpClient | None = None,
         *,
         on_latency: LatencyHook | None = None,
         keep_alive: str = "30m",
@@ -114,8 +122,9 @@ class OllamaTranslator:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.version = f"{model}|{PROMPT_VERSION}"
-        self._timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
-        self._client = client or httpx.AsyncClient(timeout=self._timeout)
+        self._origin = Origin.parse(self.base_url)
+        self._timeouts = Timeouts(connect=min(5.0, timeout_s), total=timeout_s)
+        self._client = client or HttpClient()
         self._owns_client = client is None
         self._on_latency = on_latency
         self._keep_alive = keep_alive
@@ -138,9 +147,11 @@ class OllamaTranslator:
     async def probe(self) -> bool:
         """True when Ollama answers and has the model pulled."""
         try:
-            response = await self._client.get(f"{self.base_url}/api/tags", timeout=self._timeout)
+            response = await self._client.request(
+                self._origin, "GET", "/api/tags", timeouts=self._timeouts
+            )
             names = {m.get("name") for m in response.json().get("models", [])}
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (HttpError, ValueError, AttributeError):
             return False
         return self.model in names or f"{self.model}:latest" in names
 
@@ -160,13 +171,13 @@ class OllamaTranslator:
 
     async def _chat(self, body: dict[str, Any], *, content_required: bool = True) -> str:
         try:
-            response = await self._client.post(
-                f"{self.base_url}/api/chat", json=body, timeout=self._timeout
+            response = await self._client.request(
+                self._origin, "POST", "/api/chat", json_body=body, timeouts=self._timeouts
             )
-        except httpx.TimeoutException as exc:
-            raise TranslatorUnavailable(f"Ollama timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            raise TranslatorUnavailable(f"Ollama unreachable: {exc!r}") from exc
+        except ExchangeTimedOut as exc:
+            raise TranslatorUnavailable(f"Ollama timed out: {exc}") from exc
+        except HttpError as exc:
+            raise TranslatorUnavailable(f"Ollama unreachable: {exc}") from exc
         return _content(response, content_required)
 
     def _record(self, seconds: float, ok: bool) -> None:
@@ -175,14 +186,14 @@ class OllamaTranslator:
             self._on_latency(seconds, ok)
 
 
-def _content(response: httpx.Response, required: bool) -> str:
+def _content(response: Response, required: bool) -> str:
     try:
         data = response.json()
     except ValueError:
         data = None
-    if response.status_code >= 400 or not isinstance(data, dict) or "error" in data:
-        message = data.get("error") if isinstance(data, dict) else response.text[:200]
-        raise TranslatorUnavailable(f"Ollama answered {response.status_code}: {message}")
+    if response.status >= 400 or not isinstance(data, dict) or "error" in data:
+        message = data.get("error") if isinstance(data, dict) else response.text()[:200]
+        raise TranslatorUnavailable(f"Ollama answered {response.status}: {message}")
     message = data.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):

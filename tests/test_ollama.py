@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from stargraph.domain.translation import TranslatorUnavailable
+from stargraph.http_client import HttpClient
 from stargraph.ollama import ANSWER_FORMAT, OllamaTranslator, extract_answer
 from stargraph.settings import PROJECT_ROOT
 from tests.fakes.ollama import running_fake_ollama
@@ -103,7 +104,8 @@ async def test_a_slow_server_times_out() -> None:
 
 async def test_probe_warm_up_and_latency_hook() -> None:
     seen: list[tuple[float, bool]] = []
-    async with running_fake_ollama() as fake, httpx.AsyncClient() as client:
+    client = HttpClient()
+    async with running_fake_ollama() as fake:
         translator = OllamaTranslator(
             fake.url + "/", MODEL, client=client, on_latency=lambda s, ok: seen.append((s, ok))
         )
@@ -111,7 +113,8 @@ async def test_probe_warm_up_and_latency_hook() -> None:
         assert await translator.warm_up() is True
         assert await translator.translate("猫") == "cat"
         await translator.aclose()  # a shared client stays open
-        assert not client.is_closed
+        assert await translator.probe() is True
+    await client.aclose()
     assert len(seen) == 1 and seen[0][1] is True and seen[0][0] >= 0
     assert translator.last_latency_s == seen[0][0]
     warm = next(r.body for r in fake.requests if r.path == "/api/chat")
@@ -261,3 +264,8 @@ async def test_fake_runs_as_a_process() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+def test_an_ollama_url_that_is_not_http_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        OllamaTranslator("localhost:11434", MODEL)
