@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from stargraph.http_client import Origin
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CommaList = Annotated[list[str], NoDecode]
@@ -19,6 +21,13 @@ CommaList = Annotated[list[str], NoDecode]
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _http_urls(value: str | list[str]) -> str | list[str]:
+    """An engine's address must be an http(s) URL with a host (ValueError names it)."""
+    for url in [value] if isinstance(value, str) else value:
+        Origin.parse(url)
     return value
 
 
@@ -89,6 +98,7 @@ class Settings(BaseSettings):
     _split = field_validator(
         "comfyui_urls", "models", "samplers", "schedulers", "allowed_origins", mode="before"
     )(_split_commas)
+    _engine_urls = field_validator("comfyui_urls", "ollama_url")(_http_urls)
 
 
 class SettingsError(Exception):

@@ -36,6 +36,8 @@ def test_defaults() -> None:
         ("STARGRAPH_TRANSLATION_FALLBACK", "maybe"),
         ("STARGRAPH_COMFYUI_MAX_INFLIGHT", "0"),
         ("STARGRAPH_REDIS_PREFIX", "has space"),
+        ("STARGRAPH_COMFYUI_URLS", "gpu2:8188"),
+        ("STARGRAPH_OLLAMA_URL", "127.0.0.1:11434"),
     ],
 )
 def test_a_bad_value_names_its_variable(
