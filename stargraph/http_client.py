@@ -10,7 +10,8 @@ calls per request, and after an idle spell that code is cold.
 Failures are two kinds: `ConnectFailed` (the request surely never reached the server) and
 `ExchangeFailed` (it may have: the connection broke, or the time ran out after sending, which
 raises its subclass `ExchangeTimedOut`).
-A GET on a kept-alive connection that the server had closed is retried once on a new one.
+A GET (or a request the caller calls idempotent) on a kept-alive connection that the server
+had closed is retried once on a new one.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import httptools
 
 IDLE_LIMIT_S = 20.0  # a kept-alive connection idle longer is closed (aiohttp keeps 75 s)
 MAX_BODY_BYTES = 512 * 1024 * 1024
-_IDEMPOTENT = frozenset({"GET"})
 
 
 class HttpError(Exception):
@@ -224,8 +224,11 @@ class HttpClient:
         json_body: Any = None,
         params: dict[str, str] | None = None,
         timeouts: Timeouts,
+        idempotent: bool | None = None,
     ) -> Response:
-        """One exchange. Raises ConnectFailed or ExchangeFailed; any status is an answer."""
+        """One exchange. Raises ConnectFailed or ExchangeFailed; any status is an answer.
+        An `idempotent` request (by default a GET) is sent again when a kept-alive socket
+        turns out to have been closed by the server before it answered anything."""
         if self._closed:
             raise ConnectFailed("the client is closed")
         target = origin.prefix + path + ("?" + urlencode(params) if params else "")
@@ -240,7 +243,8 @@ class HttpClient:
         else:
             await pool.slots.acquire()
         try:
-            status, body = await self._exchange(origin, pool, method, request, timeouts)
+            resend = method == "GET" if idempotent is None else idempotent
+            status, body = await self._exchange(origin, pool, resend, request, timeouts)
         finally:
             pool.slots.release()
         return Response(method, path, status, body)
@@ -259,14 +263,14 @@ class HttpClient:
         return pool
 
     async def _exchange(
-        self, origin: Origin, pool: _Pool, method: str, request: bytes, timeouts: Timeouts
+        self, origin: Origin, pool: _Pool, resend: bool, request: bytes, timeouts: Timeouts
     ) -> tuple[int, bytes]:
         connection = _take_idle(pool)
         if connection is not None:
             try:
                 return await self._on(connection, pool, request, timeouts)
             except ExchangeFailed:
-                if not (method in _IDEMPOTENT and connection.dropped_unanswered):
+                if not (resend and connection.dropped_unanswered):
                     raise
                 # the server closed the kept-alive socket as we reused it: one more try
         connection = await self._connect(origin, timeouts.connect)

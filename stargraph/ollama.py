@@ -172,7 +172,12 @@ class OllamaTranslator:
     async def _chat(self, body: dict[str, Any], *, content_required: bool = True) -> str:
         try:
             response = await self._client.request(
-                self._origin, "POST", "/api/chat", json_body=body, timeouts=self._timeouts
+                self._origin,
+                "POST",
+                "/api/chat",
+                json_body=body,
+                timeouts=self._timeouts,
+                idempotent=True,  # a translation changes nothing: a lapsed socket is retried
             )
         except ExchangeTimedOut as exc:
             raise TranslatorUnavailable(f"Ollama timed out: {exc}") from exc

@@ -169,6 +169,25 @@ async def test_a_post_on_a_dropped_socket_may_have_been_processed(http: HttpClie
     assert len(heard) == 2  # it did arrive: never sent twice
 
 
+async def test_an_idempotent_post_on_a_dropped_socket_is_sent_again(http: HttpClient) -> None:
+    heard: list[Heard] = []
+
+    async def drop_the_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            heard.append(request)
+            if len(heard) == 2:
+                writer.close()
+                return
+            writer.write(encode_answer(200, {"heard": len(heard)}))
+
+    async with raw_server(drop_the_second) as origin:
+        await http.request(origin, "POST", "/api/chat", json_body={}, timeouts=FAST)
+        again = await http.request(
+            origin, "POST", "/api/chat", json_body={}, timeouts=FAST, idempotent=True
+        )
+    assert again.json() == {"heard": 3} and len(heard) == 3
+
+
 async def test_refused_connection_is_connect_failed(http: HttpClient) -> None:
     async with raw_server(answer_chunked) as origin:
         pass  # closed again: nothing listens on the port now
