@@ -55,8 +55,9 @@ class JobQueue(Protocol):
         """`enqueue`, and publish `event` (as `EventBus.publish` with `queue_moved` does)
         with the job's position in it, in one atomic step; the dispatchers are told only
         after it. None of them can take the job before its event is out, so its owner never
-        sees it leave the queue before it entered. A job the queue already holds (waiting or
-        leased) is left alone and not announced again. Returns the position (0: leased)."""
+        sees it leave the queue before it entered. A job the queue already knows (waiting,
+        leased, or sent and acknowledged) is left alone and not announced again. Returns the
+        position (0: leased or sent)."""
         ...
 
     async def position(self, job_id: JobId) -> int | None:

@@ -182,10 +182,11 @@ class Submitter:
             idempotency_key=key,
         )
 
-    async def _enqueue(self, job: Job) -> int:
+    async def _enqueue(self, job: Job) -> int | None:
         # one step: no dispatcher can take the job before its JobQueued is out
         announced = job_queued(job, self._clock(), None)
-        return await self._queue.enqueue_announced(job.queue_entry, announced)
+        position = await self._queue.enqueue_announced(job.queue_entry, announced)
+        return position or None  # 0: the sweeper queued it first and a dispatcher has it
 
 
 async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:

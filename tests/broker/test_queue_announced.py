@@ -179,6 +179,23 @@ async def test_the_same_enqueue_sent_again_announces_nothing_more(
     assert await queue.position(JobId("a0")) is None
 
 
+async def test_a_late_enqueue_of_a_job_already_sent_leaves_it_sent(
+    any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
+) -> None:
+    """The sweeper may queue a job between its submitter's commit and enqueue, and a
+    dispatcher may then send it and acknowledge it before the submitter's enqueue lands (or
+    that enqueue is resent after a lost connection): the job must not wait in the queue
+    again, nor its owner hear it is queued after it was sent."""
+    job, event = queued("a0", ANN)
+    assert await queue.enqueue(job) == 1  # the sweeper's put-back
+    claim = await queue.claim(BACKEND, lease_s=60)
+    assert claim is not None and await queue.ack(claim)  # sent
+    assert await queue.enqueue_announced(job, event) == 0
+    assert await queue.position(JobId("a0")) is None
+    assert await queue.length() == 0
+    assert await stored(any_redis, redis_prefix, ANN) == []
+
+
 async def test_the_same_requeue_sent_again_changes_and_announces_nothing(
     any_redis: Redis, redis_prefix: str, queue: RedisJobQueue
 ) -> None:

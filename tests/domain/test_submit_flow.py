@@ -394,3 +394,29 @@ async def test_restore_leaves_claimed_and_dispatched_jobs_alone(w: World) -> Non
     assert await w.queue.ack(first)
     assert await restore_queue(w.jobs, w.queue) == []
     assert await w.order() == [waiting.id]
+
+
+async def test_a_job_the_sweeper_queued_and_a_dispatcher_sent_before_its_enqueue_stays_sent(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load the sweeper can find a job between its submitter's commit and enqueue and
+    queue it; a dispatcher can then send it before the submitter's enqueue lands. That late
+    enqueue must neither put the job back in the queue nor tell its owner it waits."""
+    alice = await w.user(100)
+    enqueue = w.queue.enqueue_announced
+
+    async def sweeper_and_dispatcher_first(job: QueuedJob, event: JobQueued) -> int:
+        assert await restore_queue(w.jobs, w.queue) == [job.job_id]
+        claim = await w.queue.claim(BACKEND, 30)
+        current = await w.jobs.get(job.job_id)
+        assert claim is not None and current is not None
+        assert await w.jobs.mark_dispatched(current, BACKEND, now()) is not None
+        assert await w.queue.ack(claim)
+        return await enqueue(job, event)
+
+    monkeypatch.setattr(w.queue, "enqueue_announced", sweeper_and_dispatcher_first)
+    submitted = await w.submitter.submit(alice, SubmitRequest(prompt="a red fox"))
+    assert submitted.position is None  # not waiting: no queue position to show
+    assert await w.status(submitted.job) is JobStatus.DISPATCHED
+    assert await w.queue.length() == 0 and await w.order() == []
+    assert [e["kind"] for e in await stored(w.redis, w.prefix, alice.user_id)] == []
