@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import ssl
 import time
 from collections import deque
@@ -179,6 +180,20 @@ class _Connection(asyncio.Protocol):
             and time.monotonic() - self.idle_since < IDLE_LIMIT_S
         )
 
+    def quiet(self) -> bool:
+        """Nothing waits unread on the socket. A server that closed an idle connection has
+        sent its FIN, which an event loop busy elsewhere may not have read yet: a request
+        sent on it then dies unanswered, and a POST cannot be sent again."""
+        sock = None if self._transport is None else self._transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        poller = select.poll()  # not select.select: descriptors past 1024 are common here
+        try:
+            poller.register(sock.fileno(), select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
+
     def close(self) -> None:
         self.closed = True
         if self._transport is not None:
@@ -319,10 +334,11 @@ class HttpClient:
 
 
 def _take_idle(pool: _Pool) -> _Connection | None:
-    """The most recently used idle connection that can still be used (others are closed)."""
+    """The most recently used idle connection that can still be used and that the server
+    has not closed meanwhile (others are closed)."""
     while pool.idle:
         connection = pool.idle.pop()
-        if connection.usable():
+        if connection.usable() and connection.quiet():
             return connection
         connection.close()
     return None

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import uvloop
@@ -188,6 +191,46 @@ async def test_an_idempotent_post_on_a_dropped_socket_is_sent_again(http: HttpCl
     assert again.json() == {"heard": 3} and len(heard) == 3
 
 
+@contextlib.contextmanager
+def server_closing_idle_sockets() -> Iterator[tuple[Origin, threading.Event, list[bytes]]]:
+    """A server in a thread that answers each request it reads and closes a connection once
+    it is idle and the returned event is set (a keep-alive timeout, as uvicorn's of 5 s)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    close_idle, heard = threading.Event(), []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    heard.append(conn.recv(65536))
+                    conn.sendall(encode_answer(200, {"n": len(heard)}))
+                    close_idle.wait(10)  # then close: the kept-alive socket lapses
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield Origin.parse(f"http://127.0.0.1:{listener.getsockname()[1]}"), close_idle, heard
+    finally:
+        close_idle.set()
+        listener.close()
+        thread.join(5)
+
+
+async def test_a_post_never_goes_on_a_socket_the_server_closed_while_the_loop_was_busy(
+    http: HttpClient,
+) -> None:
+    """The server's FIN waits unread while the event loop is busy elsewhere; the client must
+    see it before it reuses the socket, since a POST lost on it cannot be sent again."""
+    with server_closing_idle_sockets() as (origin, close_idle, heard):
+        first = await http.request(origin, "POST", "/prompt", json_body={}, timeouts=FAST)
+        assert first.json() == {"n": 1} and http._pool(origin).idle
+        close_idle.set()
+        time.sleep(0.2)  # noqa: ASYNC251 -- a busy loop: the FIN arrives, nobody reads it yet
+        second = await http.request(origin, "POST", "/prompt", json_body={}, timeouts=FAST)
+    assert second.json() == {"n": 2} and len(heard) == 2
+
+
 async def test_refused_connection_is_connect_failed(http: HttpClient) -> None:
     async with raw_server(answer_chunked) as origin:
         pass  # closed again: nothing listens on the port now
@@ -290,6 +333,7 @@ def test_the_same_holds_on_uvloop() -> None:
         ),
         test_a_get_on_a_socket_the_server_dropped_is_sent_again,
         test_a_post_on_a_dropped_socket_may_have_been_processed,
+        test_a_post_never_goes_on_a_socket_the_server_closed_while_the_loop_was_busy,
         test_a_slow_answer_times_out_and_its_socket_is_not_reused,
         test_a_cancelled_exchange_closes_its_socket,
     ]
