@@ -39,7 +39,12 @@ from stargraph.comfy.sim_http import build_app
 from stargraph.comfy.sim_hub import Hub
 from stargraph.embedded_server import EmbeddedServer
 
+# ComfyUI serves HTTP through aiohttp, which keeps an idle connection open 75 s (uvicorn's
+# default is 5 s): clients' kept-alive sockets must lapse the same way here.
+KEEP_ALIVE_S = 75
+
 __all__ = [
+    "KEEP_ALIVE_S",
     "Faults",
     "PromptRecord",
     "Simulator",
@@ -162,6 +167,7 @@ class SimulatorHandle:
             access_log=False,
             ws="websockets-sansio",
             ws_ping_interval=None,  # the real server never pings; it answers pings
+            timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=1,
         )
         self._server = EmbeddedServer(config)
@@ -237,6 +243,7 @@ async def serve_simulator(
                 access_log=False,
                 ws="websockets-sansio",
                 ws_ping_interval=None,
+                timeout_keep_alive=KEEP_ALIVE_S,
                 timeout_graceful_shutdown=2,
             )
         )
