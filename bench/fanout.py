@@ -85,7 +85,7 @@ def serve_sims(port: int, count: int, step_time: float) -> None:
     """N simulators behind one uvicorn server; `GET /records` lists progress emit times."""
     import uvicorn
 
-    from stargraph.comfy.simulator import Simulator, SimulatorConfig
+    from stargraph.comfy.simulator import KEEP_ALIVE_S, Simulator, SimulatorConfig
 
     config = SimulatorConfig(step_time=step_time, checkpoints=(CHECKPOINT,), previews=False)
     sims = [Simulator(config) for _ in range(count)]
@@ -111,7 +111,8 @@ def serve_sims(port: int, count: int, step_time: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning",
-                                           ws_ping_interval=None, backlog=4096))  # fmt: skip
+                                           ws_ping_interval=None, backlog=4096,
+                                           timeout_keep_alive=KEEP_ALIVE_S))  # fmt: skip
     freeze_startup_heap()  # like `stargraph api` and `worker`: no long full collections
     server.run(sockets=[sock])
 
@@ -158,6 +159,8 @@ class Follower:
     received: list[tuple[int, float]] = field(default_factory=list)  # (step, monotonic)
     running: asyncio.Event = field(default_factory=asyncio.Event)
     ended: str | None = None
+    # every other event, for the report on a job that never ran: (monotonic, type, status)
+    history: list[tuple[float, str, str]] = field(default_factory=list)
 
 
 async def follow(base_url: str, follower: Follower, connecting: asyncio.Semaphore,
@@ -184,6 +187,8 @@ async def _read(sock: Socket, follower: Follower) -> None:
         if event and event["__typename"] == "JobProgress":
             follower.received.append((int(event["step"]), now))
             follower.running.set()
+        elif event:
+            follower.history.append((now, event["__typename"], event["status"]))
 
 
 async def submit_all(url: str, followers: list[Follower], clients: int, steps: int) -> None:
@@ -376,6 +381,7 @@ async def main(args: argparse.Namespace) -> None:
 
 async def _drive(args: argparse.Namespace, url: str, pids: dict[str, int], tokens: list[str],
                  steps: int, sims_url: str) -> Result:  # fmt: skip
+    start = time.monotonic()
     followers = [Follower(t) for t in tokens]
     connected, submitted, stop = asyncio.Semaphore(50), asyncio.Event(), asyncio.Event()
     tasks = [asyncio.create_task(follow(url, f, connected, submitted, stop, args.subscription))
@@ -390,6 +396,11 @@ async def _drive(args: argparse.Namespace, url: str, pids: dict[str, int], token
         ended = [f.ended for f in followers if f.ended]
         if ended:
             print(f"{len(ended)} subscriptions ended early, e.g. {ended[0]}", file=sys.stderr)
+        for f in followers:
+            if not f.running.is_set():
+                seen = ", ".join(f"{t - start:+.2f} s {kind} {status}"
+                                 for t, kind, status in f.history)  # fmt: skip
+                print(f"job {f.job_id} never ran; its events: {seen or 'none'}", file=sys.stderr)
 
 
 def parse_args() -> argparse.Namespace:
@@ -409,7 +420,10 @@ def parse_args() -> argparse.Namespace:
                         help="jobEvents(jobId) (default) or myJobEvents")  # fmt: skip
     parser.add_argument("--serve-sims", nargs=3, metavar=("PORT", "COUNT", "STEP_TIME"),
                         help=argparse.SUPPRESS)  # fmt: skip
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.keep_logs:
+        Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+    return args
 
 
 if __name__ == "__main__":
