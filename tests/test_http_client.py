@@ -154,18 +154,23 @@ async def test_a_get_on_a_socket_the_server_dropped_is_sent_again(http: HttpClie
     assert again.json() == {"served": 3}
 
 
-async def test_a_post_on_a_dropped_socket_may_have_been_processed(http: HttpClient) -> None:
-    heard: list[Heard] = []
+def dropping_the_second(heard: list[Heard]) -> Handler:
+    """Answers every request it reads but the second, after which it closes the socket."""
 
-    async def drop_the_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while (request := await read_request(reader)) is not None:
             heard.append(request)
             if len(heard) == 2:
                 writer.close()
                 return
-            writer.write(encode_answer(200, {}))
+            writer.write(encode_answer(200, {"heard": len(heard)}))
 
-    async with raw_server(drop_the_second) as origin:
+    return handle
+
+
+async def test_a_post_on_a_dropped_socket_may_have_been_processed(http: HttpClient) -> None:
+    heard: list[Heard] = []
+    async with raw_server(dropping_the_second(heard)) as origin:
         await http.request(origin, "POST", "/prompt", json_body={}, timeouts=FAST)
         with pytest.raises(ExchangeFailed):
             await http.request(origin, "POST", "/prompt", json_body={}, timeouts=FAST)
@@ -174,16 +179,7 @@ async def test_a_post_on_a_dropped_socket_may_have_been_processed(http: HttpClie
 
 async def test_an_idempotent_post_on_a_dropped_socket_is_sent_again(http: HttpClient) -> None:
     heard: list[Heard] = []
-
-    async def drop_the_second(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (request := await read_request(reader)) is not None:
-            heard.append(request)
-            if len(heard) == 2:
-                writer.close()
-                return
-            writer.write(encode_answer(200, {"heard": len(heard)}))
-
-    async with raw_server(drop_the_second) as origin:
+    async with raw_server(dropping_the_second(heard)) as origin:
         await http.request(origin, "POST", "/api/chat", json_body={}, timeouts=FAST)
         again = await http.request(
             origin, "POST", "/api/chat", json_body={}, timeouts=FAST, idempotent=True
