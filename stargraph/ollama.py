@@ -119,10 +119,9 @@ class OllamaTranslator:
         keep_alive: str = "30m",
         max_concurrency: int = 2,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         self.model = model
         self.version = f"{model}|{PROMPT_VERSION}"
-        self._origin = Origin.parse(self.base_url)
+        self._origin = Origin.parse(base_url)
         self._timeouts = Timeouts(connect=min(5.0, timeout_s), total=timeout_s)
         self._client = client or HttpClient()
         self._owns_client = client is None
