@@ -184,11 +184,9 @@ class TortoiseLedger:
         findings: list[AuditFinding] = []
         for uid in sorted(set(accounts) | set(entries) | set(holds)):
             account = accounts.get(uid)
-            if account is None:
-                findings += audit_user(uid, None, entries[uid], holds[uid])
-                continue
-            balance = Balance(account.available, account.frozen)
-            findings += audit_user(uid, balance, entries[uid], holds[uid], account.open_holds)
+            balance = None if account is None else Balance(account.available, account.frozen)
+            open_holds = None if account is None else account.open_holds
+            findings += audit_user(uid, balance, entries[uid], holds[uid], open_holds)
         return findings
 
 
