@@ -6,9 +6,9 @@ These run the schema in process: none of them reaches a resolver.
 from __future__ import annotations
 
 import pytest
-from graphql import GraphQLError
+from graphql import GraphQLError, parse
 
-from stargraph.schema.build import SchemaOptions, StarGraphSchema, build_schema
+from stargraph.schema.build import SchemaOptions, StarGraphSchema, ValidationCache, build_schema
 
 SCHEMA = build_schema(SchemaOptions(max_depth=4, max_aliases=3, max_tokens=60))
 CLOSED = build_schema(SchemaOptions(introspection=False))
@@ -72,7 +72,28 @@ async def test_parsing_and_validation_are_cached() -> None:
     parse, validate = SCHEMA.caches.parse, SCHEMA.caches.validate
     query = "{ pricePerImage workflows { name } }"
     await SCHEMA.execute(query)
-    parsed, validated = parse.cache_info().hits, validate.cache_info().hits
+    parsed, validated = parse.cache_info().hits, validate.hits
     await SCHEMA.execute(query)
     assert parse.cache_info().hits == parsed + 1
-    assert validate.cache_info().hits == validated + 1
+    assert validate.hits == validated + 1
+
+
+def test_validation_cache_keeps_each_document_apart_and_forgets_the_oldest() -> None:
+    caches = build_schema(SchemaOptions(max_depth=4)).caches
+    cache = ValidationCache(caches.rules, size=2)
+    schema = SCHEMA._schema
+    deep = parse("{ jobs { edges { node { images { job { id } } } } } }")
+    fine = parse("{ pricePerImage }")
+    same_text = parse("{ pricePerImage }")  # equal to `fine`, another object
+
+    assert [e.message for e in cache(schema, deep)] == [
+        "'anonymous' exceeds maximum operation depth of 4"
+    ]
+    assert cache(schema, fine) == []
+    assert cache.hits == 0
+    assert cache(schema, deep)[0].message.endswith("depth of 4")  # a hit, still refused
+    assert cache.hits == 1
+    assert cache(schema, same_text) == []  # a miss: `fine`, the least recent, goes
+    assert cache.hits == 1
+    cache(schema, fine)
+    assert cache.hits == 1
