@@ -10,6 +10,7 @@ closes the database and Redis.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from stargraph.bootstrap import SimulateOptions
+from stargraph.runtime import configure_logging
 from stargraph.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("stargraph")
@@ -47,13 +49,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.05,
         metavar="SECONDS",
         help="seconds per sampler step of the simulated backends (default 0.05)",
-    )
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -108,7 +103,9 @@ def _run(settings: Settings, args: argparse.Namespace, *, worker: bool) -> int:
     )
     log.info("StarGraph on http://%s:%d (GraphiQL at /graphql)", args.host, args.port)
     freeze_startup_heap()
-    uvicorn.Server(config).run()
+    # Ctrl+C: uvicorn shuts down gracefully, then raises it again
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
     return 0
 
 
@@ -117,7 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    configure_logging(settings)
+    configure_logging(settings.log_level)
     return _run(settings, args, worker=True)
 
 
@@ -126,7 +123,7 @@ def run_api(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings is None:
         return 2
-    configure_logging(settings)
+    configure_logging(settings.log_level)
     return _run(settings, args, worker=False)
 
 

@@ -45,7 +45,7 @@ from stargraph.engine.slots import RedisSlotBook
 from stargraph.engine.sweeper import RedisMarker, Sweeper
 from stargraph.metrics import CONTENT_TYPE
 from stargraph.routes import healthz
-from stargraph.runtime import run_loop
+from stargraph.runtime import configure_logging, run_loop
 from stargraph.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ def main() -> None:
         settings = load_settings()
     except SettingsError as exc:
         raise SystemExit(str(exc)) from None
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(settings.log_level)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stargraph.bootstrap import SimulateOptions
@@ -45,3 +52,55 @@ async def test_without_a_reachable_comfyui_it_starts_says_so_once_and_jobs_wait(
         health = await stack.client.http.get("/healthz")
         assert health.status_code == 200
         assert (await stack.client.http.get("/readyz")).status_code == 503
+
+
+def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path) -> None:
+    """The README's `stargraph serve --simulate`, stopped with Ctrl+C: exit 0, no traceback,
+    and uvicorn's lines only for the API (the embedded simulator's would read as its own)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "STARGRAPH_DATABASE_URL": f"sqlite://{tmp_path / 'demo.sqlite3'}",
+        "STARGRAPH_STORAGE_DIR": str(tmp_path / "images"),
+        "STARGRAPH_OLLAMA_URL": closed_port_url(),
+        "STARGRAPH_LOG_LEVEL": "INFO",
+    }
+    env.pop("STARGRAPH_REDIS_URL", None)  # the embedded default
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stargraph", "serve", "--simulate", "--port", str(port)],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            _wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, log)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert text.count("Started server process") == 1, text
+    assert text.count("Finished server process") == 1, text
+    assert "worker stopped" in text, text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"serve died: {log.read_text()}"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"serve did not start: {log.read_text()}")
