@@ -7,7 +7,7 @@ so a user at the cap never costs a translation. A rejection leaves no job, no ho
 nothing queued; one refused after the rate limit counted it (translation unavailable, not
 enough points, the cap) has used its turn, as the model was asked or the database was.
 A crash between the commit and the enqueue loses nothing: `restore_queue` (the sweeper)
-puts QUEUED jobs that the queue lacks back in it.
+puts QUEUED jobs that the queue lacks back in it, and tells their owners.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Submitter:
             return None
         position = await self._queue.position(job.id)
         if position is None:
-            position = await _put_back(self._jobs, self._queue, job.id)
+            position = await _put_back(self._jobs, self._queue, job.id, self._clock)
         return position
 
     async def _prepare(self, principal: Principal, params: JobParams, key: str | None) -> Job:
@@ -189,9 +189,12 @@ class Submitter:
         return position or None  # 0: the sweeper queued it first and a dispatcher has it
 
 
-async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:
+async def restore_queue(
+    jobs: JobStore, queue: JobQueue, clock: Callable[[], datetime] = _now
+) -> list[JobId]:
     """Put every QUEUED job that the queue does not hold back in it (after a crash between
-    the commit and the enqueue, or an emptied Redis), oldest first; returns the ids put back.
+    the commit and the enqueue, or an emptied Redis), oldest first; returns the ids put
+    back. The owner of one the queue did not know gets its JobQueued.
 
     Jobs leased to a dispatcher are left alone (the queue's enqueue is a no-op for them, and
     an expired lease returns the job by itself). A job whose row left QUEUED since it was
@@ -207,16 +210,26 @@ async def restore_queue(jobs: JobStore, queue: JobQueue) -> list[JobId]:
     positions = await queue.positions([job.job_id for job in waiting])
     restored: list[JobId] = []
     for job in waiting:
-        if positions.get(job.job_id) is None and await _put_back(jobs, queue, job.job_id):
+        if positions.get(job.job_id) is None and await _put_back(jobs, queue, job.job_id, clock):
             restored.append(job.job_id)
     return restored
 
 
-async def _put_back(jobs: JobStore, queue: JobQueue, job_id: JobId) -> int | None:
+async def _put_back(
+    jobs: JobStore, queue: JobQueue, job_id: JobId, clock: Callable[[], datetime]
+) -> int | None:
     """Enqueue a job the queue does not show as waiting, if its row is still QUEUED; its
-    position, or None when it is not waiting (leased to a dispatcher, or moved on)."""
+    position, or None when it is not waiting (a dispatcher has it, or it moved on).
+
+    A job the queue does not know is added with its JobQueued, as its submitter would have
+    done. One the queue parked (sent, then taken back by an undone dispatch) goes back to
+    its old place, unannounced, as the queue's plain enqueue does: the late-enqueue rule of
+    `enqueue_announced` would leave it parked for good."""
     current = await jobs.get(job_id)
     if current is None or current.status is not JobStatus.QUEUED:
         return None
-    position = await queue.enqueue(current.queue_entry)
+    announced = job_queued(current, clock(), None)
+    position = await queue.enqueue_announced(current.queue_entry, announced)
+    if not position:  # known to the queue: leased (left alone) or parked (restored)
+        position = await queue.enqueue(current.queue_entry)
     return position or None  # 0: leased, a dispatcher has it

@@ -340,6 +340,8 @@ async def test_a_job_whose_enqueue_never_happened_is_restored(w: World) -> None:
 
     assert await restore_queue(w.jobs, w.queue) == [row.id]
     assert await w.order() == [waiting.id, row.id]
+    told = [(e.job_id, e.position) for e in await w.events(alice, 2) if isinstance(e, JobQueued)]
+    assert told == [(waiting.id, 1), (row.id, 2)]  # its owner hears of it as from a submit
     assert await restore_queue(w.jobs, w.queue) == []  # nothing missing any more
     again = await w.submitter.submit(alice, SubmitRequest(prompt="x", idempotency_key="k"))
     assert again.job.id == row.id and again.position == 2
@@ -396,16 +398,40 @@ async def test_restore_leaves_claimed_and_dispatched_jobs_alone(w: World) -> Non
     assert await w.order() == [waiting.id]
 
 
+async def test_a_parked_job_back_in_queued_is_put_back_at_its_old_place(w: World) -> None:
+    """A dispatch undone (a standby stood down) whose process died before it requeued the
+    job: the row is QUEUED, the queue holds the job parked. The sweeper puts it back."""
+    alice = await w.user(100)
+    first = await w.submit(alice, "first")
+    second = await w.submit(alice, "second")
+    claim = await w.queue.claim(BACKEND, 30)
+    assert claim is not None and claim.job_id == first.id
+    dispatched = await w.jobs.mark_dispatched(first, BACKEND, now())
+    assert dispatched is not None and await w.queue.ack(claim)
+    assert await w.jobs.undo_dispatch(dispatched) is not None
+    assert await w.order() == [second.id]
+
+    assert await restore_queue(w.jobs, w.queue) == [first.id]
+    assert await w.order() == [first.id, second.id]
+    kinds = [e["kind"] for e in await stored(w.redis, w.prefix, alice.user_id)]
+    assert kinds == ["queued", "queued"]  # each submit's; a put-back from parked is silent
+
+
 async def test_a_job_the_sweeper_queued_and_a_dispatcher_sent_before_its_enqueue_stays_sent(
     w: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under load the sweeper can find a job between its submitter's commit and enqueue and
-    queue it; a dispatcher can then send it before the submitter's enqueue lands. That late
-    enqueue must neither put the job back in the queue nor tell its owner it waits."""
+    queue it (telling its owner); a dispatcher can then send it before the submitter's
+    enqueue lands. That late enqueue must neither put the job back in the queue nor tell its
+    owner a second time that it waits."""
     alice = await w.user(100)
     enqueue = w.queue.enqueue_announced
+    submitters: list[JobId] = []
 
     async def sweeper_and_dispatcher_first(job: QueuedJob, event: JobQueued) -> int:
+        if submitters:  # the sweeper's own put-back
+            return await enqueue(job, event)
+        submitters.append(job.job_id)
         assert await restore_queue(w.jobs, w.queue) == [job.job_id]
         claim = await w.queue.claim(BACKEND, 30)
         current = await w.jobs.get(job.job_id)
@@ -419,4 +445,4 @@ async def test_a_job_the_sweeper_queued_and_a_dispatcher_sent_before_its_enqueue
     assert submitted.position is None  # not waiting: no queue position to show
     assert await w.status(submitted.job) is JobStatus.DISPATCHED
     assert await w.queue.length() == 0 and await w.order() == []
-    assert [e["kind"] for e in await stored(w.redis, w.prefix, alice.user_id)] == []
+    assert [e["kind"] for e in await stored(w.redis, w.prefix, alice.user_id)] == ["queued"]
