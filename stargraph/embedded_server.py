@@ -7,19 +7,20 @@ import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from socket import socket
+from typing import Any
 
 import uvicorn
 
-# uvicorn logs every server of a process through this one logger.
-_UVICORN_LOGGER = logging.getLogger("uvicorn.error")
+# uvicorn logs every server of a process through these loggers.
+_UVICORN_LOGGERS = (logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access"))
 _embedded: ContextVar[bool] = ContextVar("stargraph_embedded_server", default=False)
 
 
 class _HostLinesOnly(logging.Filter):
-    """Below WARNING, an embedded server's lines (started, finished, each WebSocket opened)
-    would read as the host server's: `serve --simulate` logged "Started server process"
-    twice. An embedded server's own task, and every connection it serves, runs in a context
-    that says so."""
+    """Below WARNING, an embedded server's lines (started, finished, each request and
+    WebSocket) would read as the host server's: `serve --simulate` logged "Started server
+    process" twice. An embedded server's own task, and every connection it serves, runs in a
+    context that says so."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or not _embedded.get()
@@ -28,13 +29,26 @@ class _HostLinesOnly(logging.Filter):
 _FILTER = _HostLinesOnly()
 
 
+def embedded_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for an `EmbeddedServer`. uvicorn configures logging process-wide
+    when its settings are made: its own logging config, `log_level` and `access_log=False`
+    would each change the host's logging (its access lines gone, its format replaced), so
+    none is used; the embedded server's own lines below WARNING are dropped instead."""
+    for name in ("log_config", "log_level", "access_log"):
+        if name in options:
+            raise TypeError(f"an embedded server leaves {name} to its host")
+    return uvicorn.Config(app, log_config=None, **options)
+
+
 class EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves SIGTERM and SIGINT to its host: the host stops it by
-    setting `should_exit`. It logs warnings and errors only."""
+    setting `should_exit`. It logs warnings and errors only (build its settings with
+    `embedded_config`)."""
 
     async def serve(self, sockets: list[socket] | None = None) -> None:
-        if _FILTER not in _UVICORN_LOGGER.filters:
-            _UVICORN_LOGGER.addFilter(_FILTER)
+        for logger in _UVICORN_LOGGERS:
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)
         token = _embedded.set(True)  # the connections it accepts inherit this context
         try:
             await super().serve(sockets=sockets)

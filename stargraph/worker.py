@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import uvicorn
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,7 +31,7 @@ from stargraph.domain.gallery import ImageFiles, ImageStore
 from stargraph.domain.jobs import JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import BackendId
-from stargraph.embedded_server import EmbeddedServer
+from stargraph.embedded_server import EmbeddedServer, embedded_config
 from stargraph.engine.board import BackendBoard
 from stargraph.engine.capabilities import CapabilitiesBoard, CapabilitiesBook
 from stargraph.engine.control import ComfyEngineControl
@@ -326,13 +325,11 @@ async def _metrics_endpoint(
 
     app = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
     server = EmbeddedServer(
-        uvicorn.Config(
+        embedded_config(
             app,
             host=settings.worker_metrics_host,
             port=settings.worker_metrics_port,
             lifespan="off",
-            access_log=False,
-            log_level="warning",
         )
     )
     serving = asyncio.create_task(server.serve())

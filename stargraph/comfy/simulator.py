@@ -37,7 +37,7 @@ from stargraph.comfy.sim_config import (
 from stargraph.comfy.sim_engine import Engine, PromptRecord
 from stargraph.comfy.sim_http import build_app
 from stargraph.comfy.sim_hub import Hub
-from stargraph.embedded_server import EmbeddedServer
+from stargraph.embedded_server import EmbeddedServer, embedded_config
 
 # ComfyUI serves HTTP through aiohttp, which keeps an idle connection open 75 s (uvicorn's
 # default is 5 s): clients' kept-alive sockets must lapse the same way here.
@@ -160,11 +160,9 @@ class SimulatorHandle:
             return
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        config = embedded_config(
             self.simulator.app,
             lifespan="off",
-            log_config=None,  # in-process: leave the host application's logging alone
-            access_log=False,
             ws="websockets-sansio",
             ws_ping_interval=None,  # the real server never pings; it answers pings
             timeout_keep_alive=KEEP_ALIVE_S,

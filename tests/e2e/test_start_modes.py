@@ -56,7 +56,8 @@ async def test_without_a_reachable_comfyui_it_starts_says_so_once_and_jobs_wait(
 
 def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path) -> None:
     """The README's `stargraph serve --simulate`, stopped with Ctrl+C: exit 0, no traceback,
-    and uvicorn's lines only for the API (the embedded simulator's would read as its own)."""
+    and uvicorn's lines, access lines included, only for the API (the embedded simulator's
+    would read as its own)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -84,6 +85,8 @@ def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path)
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert text.count("Started server process") == 1, text
     assert text.count("Finished server process") == 1, text
+    assert '"GET /healthz HTTP/1.1" 200' in text, text  # the API's access lines stay
+    assert "/ws?clientId=" not in text, text  # the simulator's socket is not the API's
     assert "worker stopped" in text, text
 
 
