@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,22 @@ from stargraph.metrics import CONTENT_TYPE
 log = logging.getLogger("stargraph.api")
 
 Check = Callable[[], Awaitable[None]]  # raises when the dependency is not usable
+
+_LINK_SIGNATURE = re.compile(r"([?&]s=)[^&\s\"]+")
+
+
+class HideLinkSignatures(logging.Filter):
+    """An access line carries the request's query string, and a signed image link's
+    signature (`s=`) gives whoever reads it the image until the link expires: it is
+    written as `s=…`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _LINK_SIGNATURE.sub(r"\1…", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 class FileLocator(Protocol):

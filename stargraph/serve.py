@@ -88,6 +88,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 def _run(settings: Settings, args: argparse.Namespace, *, worker: bool) -> int:
     from stargraph.app import create_app
+    from stargraph.routes import HideLinkSignatures
+
+    logging.getLogger("uvicorn.access").addFilter(HideLinkSignatures())
 
     simulate = None
     if worker and args.simulate is not None:

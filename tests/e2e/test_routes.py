@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from stargraph.bootstrap import SimulateOptions
 from stargraph.comfy.sim_config import RECORDED_CHECKPOINT
 from stargraph.domain.types import ImageId
+from stargraph.routes import HideLinkSignatures
 from tests.e2e.harness import Stack, User, running_stargraph, subscriptions
 
 SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
@@ -73,3 +75,17 @@ async def test_health_readiness_and_metrics(tmp_path: Path) -> None:
                      "stargraph_backend_mean_run_seconds{", "stargraph_translation_cache_total",
                      "stargraph_subscriptions_open"):  # fmt: skip
             assert name in text, name
+
+
+def test_access_lines_keep_everything_of_a_link_but_its_signature() -> None:
+    hide = HideLinkSignatures()
+    line = '%s - "%s %s HTTP/%s" %d'  # uvicorn's access line and its arguments
+    for path, shown in [
+        ("/images/abc?e=1796011200&s=qXr2-_9", "/images/abc?e=1796011200&s=…"),
+        ("/images/abc?s=qXr2&e=17", "/images/abc?s=…&e=17"),
+        ("/graphql?query=%7Bs%7D&sort=s=1", "/graphql?query=%7Bs%7D&sort=s=1"),  # not `s`
+    ]:
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, line,
+                                   ("127.0.0.1:5000", "GET", path, "1.1", 200), None)  # fmt: skip
+        assert hide.filter(record)
+        assert record.getMessage() == f'127.0.0.1:5000 - "GET {shown} HTTP/1.1" 200'

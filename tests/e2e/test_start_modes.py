@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -56,8 +57,8 @@ async def test_without_a_reachable_comfyui_it_starts_says_so_once_and_jobs_wait(
 
 def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path) -> None:
     """The README's `stargraph serve --simulate`, stopped with Ctrl+C: exit 0, no traceback,
-    and uvicorn's lines, access lines included, only for the API (the embedded simulator's
-    would read as its own)."""
+    uvicorn's lines, access lines included, only for the API (the embedded simulator's would
+    read as its own), and no image link's signature in them."""
     port = _free_port()
     env = {
         **os.environ,
@@ -75,6 +76,8 @@ def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path)
         )  # fmt: skip
         try:
             _wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, log)
+            link = f"http://127.0.0.1:{port}/images/{uuid.uuid4()}?e=1&s=the-signature"
+            assert httpx.get(link, timeout=5).status_code in (403, 404)
             proc.send_signal(signal.SIGINT)
             code = proc.wait(timeout=30)
         finally:
@@ -87,6 +90,7 @@ def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path)
     assert text.count("Finished server process") == 1, text
     assert '"GET /healthz HTTP/1.1" 200' in text, text  # the API's access lines stay
     assert "/ws?clientId=" not in text, text  # the simulator's socket is not the API's
+    assert "the-signature" not in text and "?e=1&s=…" in text, text  # a link is a credential
     assert "worker stopped" in text, text
 
 
