@@ -29,21 +29,21 @@ class _HostLinesOnly(logging.Filter):
 _FILTER = _HostLinesOnly()
 
 
-def embedded_config(app: Any, **options: Any) -> uvicorn.Config:
-    """uvicorn's settings for an `EmbeddedServer`. uvicorn configures logging process-wide
-    when its settings are made: its own logging config, `log_level` and `access_log=False`
-    would each change the host's logging (its access lines gone, its format replaced), so
-    none is used; the embedded server's own lines below WARNING are dropped instead."""
-    for name in ("log_config", "log_level", "access_log"):
-        if name in options:
-            raise TypeError(f"an embedded server leaves {name} to its host")
-    return uvicorn.Config(app, log_config=None, **options)
-
-
 class EmbeddedServer(uvicorn.Server):
     """A uvicorn server that leaves SIGTERM and SIGINT to its host: the host stops it by
-    setting `should_exit`. It logs warnings and errors only (build its settings with
-    `embedded_config`)."""
+    setting `should_exit`. It logs warnings and errors only.
+
+    uvicorn configures logging process-wide when its settings are made: its own logging
+    config, `log_level` and `access_log=False` would each change the host's logging (its
+    access lines gone, its format replaced). So the server makes its settings itself from
+    uvicorn's other `options`, and refuses those three; its own lines below WARNING are
+    dropped instead."""
+
+    def __init__(self, app: Any, **options: Any) -> None:
+        for name in ("log_config", "log_level", "access_log"):
+            if name in options:
+                raise TypeError(f"an embedded server leaves {name} to its host")
+        super().__init__(uvicorn.Config(app, log_config=None, **options))
 
     async def serve(self, sockets: list[socket] | None = None) -> None:
         for logger in _UVICORN_LOGGERS:

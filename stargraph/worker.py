@@ -31,7 +31,7 @@ from stargraph.domain.gallery import ImageFiles, ImageStore
 from stargraph.domain.jobs import JobStore
 from stargraph.domain.queue import JobQueue
 from stargraph.domain.types import BackendId
-from stargraph.embedded_server import EmbeddedServer, embedded_config
+from stargraph.embedded_server import EmbeddedServer
 from stargraph.engine.board import BackendBoard
 from stargraph.engine.capabilities import CapabilitiesBoard, CapabilitiesBook
 from stargraph.engine.control import ComfyEngineControl
@@ -325,12 +325,7 @@ async def _metrics_endpoint(
 
     app = Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
     server = EmbeddedServer(
-        embedded_config(
-            app,
-            host=settings.worker_metrics_host,
-            port=settings.worker_metrics_port,
-            lifespan="off",
-        )
+        app, host=settings.worker_metrics_host, port=settings.worker_metrics_port, lifespan="off"
     )
     serving = asyncio.create_task(server.serve())
     try:

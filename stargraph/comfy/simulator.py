@@ -37,7 +37,7 @@ from stargraph.comfy.sim_config import (
 from stargraph.comfy.sim_engine import Engine, PromptRecord
 from stargraph.comfy.sim_http import build_app
 from stargraph.comfy.sim_hub import Hub
-from stargraph.embedded_server import EmbeddedServer, embedded_config
+from stargraph.embedded_server import EmbeddedServer
 
 # ComfyUI serves HTTP through aiohttp, which keeps an idle connection open 75 s (uvicorn's
 # default is 5 s): clients' kept-alive sockets must lapse the same way here.
@@ -160,7 +160,7 @@ class SimulatorHandle:
             return
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        config = embedded_config(
+        self._server = EmbeddedServer(
             self.simulator.app,
             lifespan="off",
             ws="websockets-sansio",
@@ -168,7 +168,6 @@ class SimulatorHandle:
             timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=1,
         )
-        self._server = EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:  # start-up only: uvicorn exposes a flag, not an event
             if self._task.done():
