@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ from stargraph.domain.translation import TranslatorUnavailable
 from stargraph.http_client import HttpClient
 from stargraph.ollama import ANSWER_FORMAT, OllamaTranslator, extract_answer
 from stargraph.settings import PROJECT_ROOT
+from tests.e2e.harness import free_port
 from tests.fakes.ollama import running_fake_ollama
 
 MODEL = "qwen2.5:0.5b"
@@ -235,14 +235,8 @@ async def test_fake_load_truncation_and_listing_endpoints() -> None:
     assert pull.json() == {"error": "pull model manifest: file does not exist"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_fake_runs_as_a_process() -> None:
-    port = _free_port()
+    port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

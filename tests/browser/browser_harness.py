@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.harness import free_port
+
 try:
     from playwright.async_api import (
         Browser,
@@ -82,12 +84,6 @@ def need_browser() -> None:
 def fake_ollama_exists() -> bool:
     fakes = REPO / "tests" / "fakes"
     return (fakes / "ollama.py").exists() or (fakes / "ollama" / "__main__.py").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -229,7 +225,7 @@ def _warm_up(service: Service, server: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def running_service(root: Path) -> Iterator[Service]:
     """The fake Ollama and `stargraph serve --simulate` on free ports, stopped on exit."""
-    ollama_port, port = _free_port(), _free_port()
+    ollama_port, port = free_port(), free_port()
     env = _service_env(root, ollama_port)
     log = root / "service.log"
     service = Service(url=f"http://127.0.0.1:{port}", log=log, env=env, root=root)

@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SERVICES_REQUIRED
+from tests.e2e.harness import free_port
 
 START_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def redis_server_binary() -> str:
@@ -44,7 +37,7 @@ class RedisServer:
     def __init__(self, workdir: Path) -> None:
         self._binary = redis_server_binary()
         self._workdir = workdir
-        self.port = _free_port()
+        self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import time
 import uuid
 from collections import Counter
@@ -31,6 +30,7 @@ from tests.drills.checks import assert_settled_and_stored
 from tests.drills.load import submit_jobs, terminal_count, wait_terminal
 from tests.drills.processes import Process, StackEnv, serve_process, worker_process
 from tests.drills.redis_server import RedisServer
+from tests.e2e.harness import free_port
 from tests.engine.factory import CHECKPOINT, PRICE
 from tests.engine.harness import FAST, Rig, engine_rig
 
@@ -125,13 +125,6 @@ def _serve_registered() -> bool:
     return any(command.words == ("serve",) for command in COMMANDS)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _until_up(http: httpx.AsyncClient, serve: Process) -> None:
     for _ in range(600):
         assert serve.alive, f"serve exited during start-up:\n{serve.tail()}"
@@ -180,10 +173,10 @@ async def test_sigterm_to_serve_during_submissions_loses_nothing(
 ) -> None:
     if not _serve_registered():
         pytest.skip("`stargraph serve` is not a registered command yet")
-    storage, port = tmp_path / "images", _free_port()
+    storage, port = tmp_path / "images", free_port()
     limits = {"STARGRAPH_SIGNUP_POINTS": "100000", "STARGRAPH_SUBMITS_PER_MINUTE": "100000",
               "STARGRAPH_MAX_QUEUED_PER_USER": "100000", "STARGRAPH_MODELS": CHECKPOINT,
-              "STARGRAPH_OLLAMA_URL": f"http://127.0.0.1:{_free_port()}"}  # fmt: skip
+              "STARGRAPH_OLLAMA_URL": f"http://127.0.0.1:{free_port()}"}  # fmt: skip
     prefix = f"s{uuid.uuid4().hex[:12]}"
     async with (
         engine_rig(private_redis_client, prefix, storage, backends=BACKENDS, sim=SIM,

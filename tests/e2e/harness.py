@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import json
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -210,10 +211,35 @@ def redis_url_for_tests() -> str:
     return f"memory://{uuid.uuid4().hex}"
 
 
-def closed_port_url() -> str:
+def free_port() -> int:
+    """A loopback port nothing listens on (as of now)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return int(sock.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+def log_tail(log: Path) -> str:
+    return log.read_text()[-3000:]
+
+
+async def until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the process at `url` answers `/healthz` (at most a minute); fails with its log
+    if it dies or does not start."""
+    async with httpx.AsyncClient() as http:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise AssertionError(f"process died: {log_tail(log)}")
+            try:
+                if (await http.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} did not start: {log_tail(log)}")
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -27,7 +26,14 @@ from stargraph.comfy.sim_config import RECORDED_CHECKPOINT, SimulatorConfig
 from stargraph.comfy.simulator import running_simulator
 from stargraph.store.db import migrate
 from tests.conftest import REDIS_URL, need_service
-from tests.e2e.harness import Client, closed_port_url, subscriptions
+from tests.e2e.harness import (
+    Client,
+    closed_port_url,
+    free_port,
+    log_tail,
+    subscriptions,
+    until_up,
+)
 from tests.redis_cleanup import forget_prefix
 
 pytestmark = pytest.mark.redis
@@ -40,12 +46,6 @@ EVENTS = """subscription($after: String) { myJobEvents(after: $after) {
   ... on JobSucceeded { images { url } }
 } }"""
 SUBMIT = "mutation($i: Text2ImageInput!) { submitText2Image(input: $i) { id } }"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -68,27 +68,9 @@ def _process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 raise AssertionError(f"{args} ignored SIGTERM; log: {log.read_text()}") from None
-            text = _tail(log)
+            text = log_tail(log)
             assert code in (0, -signal.SIGTERM), f"{args} exited {code}; log:\n{text}"
             assert stopped in text, f"{args} did not stop gracefully; log:\n{text}"
-
-
-def _tail(log: Path) -> str:
-    return log.read_text()[-3000:]
-
-
-async def _until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    async with httpx.AsyncClient() as http:
-        for _ in range(600):  # start-up: at most a minute
-            if proc.poll() is not None:
-                raise AssertionError(f"process died: {_tail(log)}")
-            try:
-                if (await http.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not start: {_tail(log)}")
 
 
 @asynccontextmanager
@@ -112,7 +94,7 @@ async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
                 "STARGRAPH_OLLAMA_URL": closed_port_url(),
                 "STARGRAPH_LOG_LEVEL": "INFO",
             }
-            ports = [_free_port(), _free_port(), _free_port()]
+            ports = [free_port(), free_port(), free_port()]
             env["STARGRAPH_WORKER_METRICS_PORT"] = str(ports[2])
             urls = [f"http://127.0.0.1:{p}" for p in ports]
             logs = [tmp_path / n for n in ("worker.log", "api1.log", "api2.log")]
@@ -122,9 +104,9 @@ async def _deployment(tmp_path: Path) -> AsyncIterator[tuple[str, str, str]]:
                 _process(api[0], env, logs[1], "Application shutdown complete") as api1,
                 _process(api[1], env, logs[2], "Application shutdown complete") as api2,
             ):
-                await _until_up(urls[0], api1, logs[1])
-                await _until_up(urls[1], api2, logs[2])
-                await _until_up(urls[2], worker, logs[0])
+                await until_up(urls[0], api1, logs[1])
+                await until_up(urls[1], api2, logs[2])
+                await until_up(urls[2], worker, logs[0])
                 yield urls[0], urls[1], urls[2] + "/metrics"
     finally:  # after every process has stopped
         await forget_prefix(REDIS_URL, prefix)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from stargraph.bootstrap import SimulateOptions
 from stargraph.comfy.sim_config import RECORDED_CHECKPOINT
-from tests.e2e.harness import closed_port_url, running_stargraph
+from tests.e2e.harness import closed_port_url, free_port, running_stargraph, until_up
 
 SUBMIT = """mutation($i: Text2ImageInput!) { submitText2Image(input: $i) {
   id status translation translatedPrompt positivePrompt } }"""
@@ -55,11 +54,11 @@ async def test_without_a_reachable_comfyui_it_starts_says_so_once_and_jobs_wait(
         assert (await stack.client.http.get("/readyz")).status_code == 503
 
 
-def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path) -> None:
+async def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path) -> None:
     """The README's `stargraph serve --simulate`, stopped with Ctrl+C: exit 0, no traceback,
     uvicorn's lines, access lines included, only for the API (the embedded simulator's would
     read as its own), and no image link's signature in them."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "STARGRAPH_DATABASE_URL": f"sqlite://{tmp_path / 'demo.sqlite3'}",
@@ -70,16 +69,18 @@ def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path)
     env.pop("STARGRAPH_REDIS_URL", None)  # the embedded default
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # noqa: ASYNC220 - a spawn, before anything else runs
             [sys.executable, "-m", "stargraph", "serve", "--simulate", "--port", str(port)],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            _wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, log)
-            link = f"http://127.0.0.1:{port}/images/{uuid.uuid4()}?e=1&s=the-signature"
-            assert httpx.get(link, timeout=5).status_code in (403, 404)
+            url = f"http://127.0.0.1:{port}"
+            await until_up(url, proc, log)
+            link = f"{url}/images/{uuid.uuid4()}?e=1&s=the-signature"
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(link)).status_code in (403, 404)
             proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=30)
+            code = await asyncio.to_thread(proc.wait, 30)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -92,22 +93,3 @@ def test_ctrl_c_stops_serve_quietly_and_its_log_names_one_server(tmp_path: Path)
     assert "/ws?clientId=" not in text, text  # the simulator's socket is not the API's
     assert "the-signature" not in text and "?e=1&s=…" in text, text  # a link is a credential
     assert "worker stopped" in text, text
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"serve died: {log.read_text()}"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"serve did not start: {log.read_text()}")
